@@ -1,0 +1,85 @@
+"""``facegraft <stage> ...``: the command line over the worker library.
+
+Every stage takes its inputs and a shot folder, writes atomically, and exits non-zero
+with one line ``facegraft: error: <file>: <cause>`` when something is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common.errors import FaceGraftError
+from .common.progress import MODES
+
+
+def _pick(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y in pixels, got {text!r}") from None
+    return x, y
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegraft", description=__doc__.splitlines()[0])
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    samples = stages.add_parser("samples", help="fetch the sample footage and models (DATA.md)")
+    samples.add_argument("--identity-model", action="store_true",
+                         help="also fetch dlib's face recognition models (100 MB, for eval)")
+
+    track = stages.add_parser("track", help="track the face in a video into SHOT/track.npz")
+    track.add_argument("video", type=Path, help="video file or folder of numbered images")
+    track.add_argument("--shot", type=Path, required=True, help="shot folder to write into")
+    track.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    track.add_argument("--end", type=int, default=None, help="frame after the last (default: all)")
+    track.add_argument("--pick", type=_pick, default=None, metavar="X,Y",
+                       help="follow the face at this pixel of the first frame")
+    track.add_argument("--faces", type=int, default=None,
+                       help="how many faces MediaPipe looks for (default 1, or 4 with --pick)")
+    track.add_argument("--workers", type=int, default=None,
+                       help="tracking processes (default: 2, one per core)")
+    track.add_argument("--force", action="store_true", help="track again even if up to date")
+    track.add_argument("--progress", choices=MODES, default="bar",
+                       help="bar (terminal), json (JSON lines on stdout) or none")
+
+    preview = stages.add_parser("preview", help="draw a shot's track over its video")
+    preview.add_argument("--shot", type=Path, required=True)
+    preview.add_argument("--out", type=Path, required=True, help="output .mp4")
+    preview.add_argument("--video", type=Path, default=None,
+                         help="the footage (default: the path recorded in the track)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stage == "samples":
+        from .common.samples import fetch_samples
+
+        fetch_samples(include_optional=args.identity_model)
+    elif args.stage == "track":
+        from .ml.tracking import track_video
+
+        path = track_video(args.video, args.shot, start=args.start, end=args.end,
+                           pick=args.pick, num_faces=args.faces, workers=args.workers,
+                           progress_mode=args.progress, force=args.force)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "preview":
+        from .ml.preview import write_track_preview
+
+        print(write_track_preview(args.shot, args.out, video=args.video))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except FaceGraftError as exc:
+        print(f"facegraft: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("facegraft: interrupted; nothing was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The worker side of FaceGraft: tracking, datasets, training. Never imports bpy."""

@@ -1,0 +1,377 @@
+"""The track stage: MediaPipe over a video in parallel processes, then face selection,
+per-frame 3D shape, temporal filtering, and an atomic ``track.npz``.
+
+Parallelism: MediaPipe's FaceLandmarker uses one core, so the frame range is cut into one
+contiguous chunk per worker process (spawned, each with its own landmarker; VIDEO mode
+keeps its tracking state inside a chunk). Each chunk starts with a fresh face detection,
+which costs nothing in accuracy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..common.camera import Intrinsics, mediapipe_intrinsics
+from ..common.canonical_mesh import (
+    BUNDLE_SHA256,
+    NUM_LANDMARKS,
+    NUM_MESH_VERTICES,
+    load_canonical_mesh,
+)
+from ..common.errors import FaceGraftError
+from ..common.head_pose import (
+    matrix_to_quat_trans,
+    metric_landmarks,
+    project_shape,
+    quat_trans_to_matrix,
+)
+from ..common.progress import Progress
+from ..common.samples import sha256_of
+from ..common.track_file import TRACK_FILENAME, TRACK_VERSION, Track, read_track_meta, save_track
+from .smoothing import OneEuroParams, filter_present
+from .video import VideoInfo, probe_video, read_frames
+
+# Filter settings in physical units, so they hold for any frame rate and resolution.
+FILTERS = {
+    "rotation": OneEuroParams(min_cutoff_hz=1.0, beta=2.0),  # quaternion components
+    "translation": OneEuroParams(min_cutoff_hz=1.0, beta=0.1),  # cm
+    "shape": OneEuroParams(min_cutoff_hz=1.5, beta=0.5),  # head-space cm
+    "depth": OneEuroParams(min_cutoff_hz=1.5, beta=0.05),  # relative z, pixels
+    "blendshapes": OneEuroParams(min_cutoff_hz=2.0, beta=1.0),  # unitless 0..1
+}
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 263, 33
+CONFIDENCE_SCALE = 0.05  # rigid error (inter-ocular units) at which confidence is 1/e
+MIN_FRAMES_PER_WORKER = 120  # below this a second process costs more than it saves
+PICK_DEFAULT_FACES = 4
+MIN_IOU = 0.2
+
+
+@dataclass
+class RawDetections:
+    """Per frame, up to K faces as MediaPipe reported them."""
+
+    landmarks: np.ndarray  # (N, K, 478, 3) f32
+    blendshapes: np.ndarray  # (N, K, 52) f32
+    head_matrix: np.ndarray  # (N, K, 4, 4) f32
+    count: np.ndarray  # (N,) faces found per frame
+    decoded: int  # frames actually decoded from the start of the range
+
+
+def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
+                 messages: mp.Queue, chunk: int, parent_pid: int) -> None:
+    """Worker process: detect faces in frames start..end-1, send the arrays back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        from .landmarker import NUM_BLENDSHAPES, create_landmarker, detect
+
+        landmarker = create_landmarker(num_faces)
+        n = end - start
+        landmarks = np.full((n, num_faces, NUM_LANDMARKS, 3), np.nan, np.float32)
+        shapes = np.full((n, num_faces, NUM_BLENDSHAPES), np.nan, np.float32)
+        matrices = np.full((n, num_faces, 4, 4), np.nan, np.float32)
+        count = np.zeros(n, np.int8)
+        decoded = 0
+        for index, rgb in read_frames(info, start, end):
+            timestamp_ms = int(round(index * 1000.0 / info.fps))
+            faces = detect(landmarker, rgb, timestamp_ms)
+            row = index - start
+            for k, face in enumerate(faces[:num_faces]):
+                landmarks[row, k] = face.landmarks
+                shapes[row, k] = face.blendshapes
+                matrices[row, k] = face.head_matrix
+            count[row] = min(len(faces), num_faces)
+            decoded += 1
+            if decoded % 24 == 0:
+                messages.put(("progress", chunk, decoded))
+                if os.getppid() != parent_pid:
+                    return  # the parent is gone: nobody wants the result
+        landmarker.close()
+        messages.put(("result", chunk, RawDetections(landmarks, shapes, matrices, count, decoded)))
+    except FaceGraftError as exc:
+        messages.put(("error", chunk, str(exc)))
+    except Exception as exc:  # noqa: BLE001  (reported to the parent, which exits non-zero)
+        messages.put(("error", chunk, f"{info.path}: tracking failed ({type(exc).__name__}: {exc})"))
+
+
+def detect_faces(info: VideoInfo, start: int, end: int, num_faces: int, workers: int,
+                 progress: Progress) -> RawDetections:
+    """Run the landmarker over frames start..end-1 in ``workers`` processes."""
+    total = end - start
+    workers = max(1, min(workers, total // MIN_FRAMES_PER_WORKER))
+    bounds = np.linspace(start, end, workers + 1).round().astype(int)
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    procs = [
+        ctx.Process(target=_track_chunk, daemon=True,
+                    args=(info, int(bounds[i]), int(bounds[i + 1]), num_faces, messages, i,
+                          os.getpid()))
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    results: dict[int, RawDetections] = {}
+    done = [0] * workers
+    try:
+        while len(results) < workers:
+            try:
+                kind, chunk, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for i, p in enumerate(procs) if i not in results and not p.is_alive()]
+                if dead and messages.empty():
+                    raise FaceGraftError(
+                        f"{info.path}: a tracking process died (exit code {dead[0].exitcode})"
+                    ) from None
+                continue
+            if kind == "error":
+                raise FaceGraftError(payload)
+            if kind == "progress":
+                done[chunk] = payload
+            else:
+                results[chunk] = payload
+                done[chunk] = bounds[chunk + 1] - bounds[chunk]
+            progress.update(sum(done))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+    return _concatenate([results[i] for i in range(workers)], bounds)
+
+
+def _concatenate(chunks: list[RawDetections], bounds: np.ndarray) -> RawDetections:
+    # A container may overstate its frame count; keep frames up to the first short chunk.
+    kept = []
+    for i, chunk in enumerate(chunks):
+        kept.append(chunk)
+        if chunk.decoded < bounds[i + 1] - bounds[i]:
+            break
+    decoded = int(sum(c.decoded for c in kept[:-1]) + kept[-1].decoded)
+    full = [c for c in kept]
+    cat = {name: np.concatenate([getattr(c, name) for c in full])[:decoded]
+           for name in ("landmarks", "blendshapes", "head_matrix", "count")}
+    return RawDetections(decoded=decoded, **cat)
+
+
+def _bbox(landmarks: np.ndarray) -> np.ndarray:
+    return np.concatenate([landmarks[:, :2].min(0), landmarks[:, :2].max(0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    lo = np.maximum(a[:2], b[:2])
+    hi = np.minimum(a[2:], b[2:])
+    inter = float(np.prod(np.clip(hi - lo, 0, None)))
+    area = lambda box: float(np.prod(box[2:] - box[:2]))  # noqa: E731
+    return inter / max(area(a) + area(b) - inter, 1e-9)
+
+
+def select_face(raw: RawDetections, pick: tuple[float, float] | None) -> np.ndarray:
+    """Which of each frame's faces is the followed person: (N,) index, -1 when absent.
+
+    Without ``pick`` MediaPipe follows one face itself (one face asked for). With ``pick``
+    (pixel x, y in the first frame), the face under or nearest that point is taken, then
+    followed frame to frame by bounding-box overlap; a frame where no face overlaps the
+    last known position enough is marked absent rather than jumping to someone else.
+    """
+    n = len(raw.count)
+    choice = np.full(n, -1, np.int64)
+    if pick is None:
+        choice[raw.count > 0] = 0
+        return choice
+    last_box = None
+    for t in range(n):
+        boxes = [_bbox(raw.landmarks[t, k]) for k in range(raw.count[t])]
+        if not boxes:
+            continue
+        if last_box is None:
+            centres = [(b[:2] + b[2:]) / 2 for b in boxes]
+            inside = [k for k, b in enumerate(boxes)
+                      if b[0] <= pick[0] <= b[2] and b[1] <= pick[1] <= b[3]]
+            k = inside[0] if inside else int(np.argmin(
+                [np.hypot(*(c - np.asarray(pick))) for c in centres]))
+        else:
+            overlaps = [_iou(last_box, b) for b in boxes]
+            k = int(np.argmax(overlaps))
+            if overlaps[k] < MIN_IOU:
+                continue
+        choice[t] = k
+        last_box = boxes[k]
+    return choice
+
+
+def _inter_ocular(landmarks: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(landmarks[..., LEFT_EYE_OUTER, :2] - landmarks[..., RIGHT_EYE_OUTER, :2],
+                          axis=-1)
+
+
+def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: float) -> Track:
+    """Turn the followed face's detections into a filtered, self-consistent track."""
+    mesh = load_canonical_mesh()
+    n = len(choice)
+    present = choice >= 0
+    rows = np.arange(n)
+    pick = np.where(present, choice, 0)
+    landmarks_raw = np.where(present[:, None, None], raw.landmarks[rows, pick], np.nan)
+    shapes_raw = np.where(present[:, None], raw.blendshapes[rows, pick], np.nan)
+    matrix_raw = np.where(present[:, None, None], raw.head_matrix[rows, pick], np.nan)
+    landmarks_raw = landmarks_raw.astype(np.float64)
+    matrix_raw = matrix_raw.astype(np.float64)
+
+    metric_raw = np.full((n, NUM_LANDMARKS, 3), np.nan)
+    metric_raw[present] = metric_landmarks(landmarks_raw[present], matrix_raw[present], intr,
+                                           mesh.vertices.astype(np.float64))
+
+    # Pose: quaternion + translation, each present run on its own.
+    quats = np.full((n, 4), np.nan)
+    trans = np.full((n, 3), np.nan)
+    if present.any():
+        q, tr = matrix_to_quat_trans(matrix_raw[present])
+        quats[present], trans[present] = q, tr
+    quats_f = filter_present(quats, present, fps, FILTERS["rotation"])
+    trans_f = filter_present(trans, present, fps, FILTERS["translation"])
+    matrix_f = np.full((n, 4, 4), np.nan)
+    if present.any():
+        matrix_f[present] = quat_trans_to_matrix(quats_f[present], trans_f[present])
+
+    metric_f = filter_present(metric_raw.reshape(n, -1), present, fps,
+                              FILTERS["shape"]).reshape(n, NUM_LANDMARKS, 3)
+    depth_f = filter_present(landmarks_raw[..., 2], present, fps, FILTERS["depth"])
+    landmarks_f = np.full_like(landmarks_raw, np.nan)
+    landmarks_f[present, :, :2] = project_shape(matrix_f[present], metric_f[present], intr)
+    landmarks_f[..., 2] = depth_f
+    shapes_f = np.clip(filter_present(shapes_raw, present, fps, FILTERS["blendshapes"]), 0, 1)
+
+    # Confidence: how well a rigid head with this person's neutral shape explains the
+    # landmarks MediaPipe itself uses for pose (forehead, nose, cheekbones).
+    rigid_error = np.full(n, np.nan)
+    if present.any():
+        neutral = np.median(metric_raw[present, :NUM_MESH_VERTICES], axis=0)
+        stable = mesh.procrustes_weights > 0
+        placed = project_shape(matrix_raw[present], neutral[stable], intr)
+        err = np.linalg.norm(placed - landmarks_raw[present][:, :NUM_MESH_VERTICES][:, stable, :2],
+                             axis=-1).mean(-1)
+        rigid_error[present] = err / _inter_ocular(landmarks_raw[present])
+    confidence = np.exp(-rigid_error / CONFIDENCE_SCALE)
+
+    return Track(
+        landmarks=landmarks_f, landmarks_raw=landmarks_raw,
+        metric_landmarks=metric_f, metric_landmarks_raw=metric_raw,
+        head_matrix=matrix_f, head_matrix_raw=matrix_raw,
+        blendshapes=shapes_f, blendshapes_raw=shapes_raw,
+        present=present, confidence=np.where(present, confidence, np.nan),
+        rigid_error=rigid_error,
+    )
+
+
+def _prepare_shot_dir(shot: Path) -> None:
+    try:
+        shot.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=shot, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise FaceGraftError(f"{shot}: shot folder is not writable ({reason})") from exc
+
+
+def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> str:
+    settings = {
+        "video_sha256": video_sha, "start": start, "end": end, "pick": pick,
+        "num_faces": num_faces, "bundle": BUNDLE_SHA256, "track_version": TRACK_VERSION,
+        "filters": {k: v.to_dict() for k, v in FILTERS.items()},
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def track_video(
+    video: Path, shot: Path, start: int = 0, end: int | None = None,
+    pick: tuple[float, float] | None = None, num_faces: int | None = None,
+    workers: int | None = None, progress_mode: str = "bar", force: bool = False,
+) -> Path:
+    """Track ``video`` (frames start..end-1) into ``shot/track.npz``; return its path.
+
+    A rerun with the same video, range and settings leaves the existing track alone
+    unless ``force``.
+    """
+    video, shot = Path(video), Path(shot)
+    info = probe_video(video)
+    end = info.frame_count if end is None else end
+    if not 0 <= start < end:
+        raise FaceGraftError(f"{video}: empty frame range {start}..{end}")
+    if end > info.frame_count:
+        raise FaceGraftError(
+            f"{video}: frame range ends at {end} but the video has {info.frame_count} frames"
+        )
+    _prepare_shot_dir(shot)
+    target = shot / TRACK_FILENAME
+    num_faces = num_faces or (PICK_DEFAULT_FACES if pick else 1)
+    video_sha = sha256_of(video) if not info.is_sequence else _sequence_hash(video)
+    key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces)
+    existing = read_track_meta(target) if target.exists() else None
+    if not force and existing and existing.get("inputs_key") == key:
+        progress = Progress("track", 1, progress_mode)
+        progress.finish(output=str(target), skipped=True)
+        return target
+
+    workers = workers or min(2, os.cpu_count() or 1)
+    progress = Progress("track", end - start, progress_mode)
+    try:
+        raw = detect_faces(info, start, end, num_faces, workers, progress)
+        choice = select_face(raw, pick)
+        if not (choice >= 0).any():
+            raise FaceGraftError(f"{video}: no face found in frames {start}..{end - 1}")
+        intr = mediapipe_intrinsics(info.width, info.height)
+        track = build_track(raw, choice, intr, info.fps)
+        from .landmarker import BLENDSHAPE_NAMES
+
+        track.meta = {
+            "start": start, "fps": info.fps, "width": info.width, "height": info.height,
+            "focal_px": intr.focal_px, "cx": intr.cx, "cy": intr.cy,
+            "camera": "MediaPipe geometry pipeline pinhole: 63 deg vertical FOV, principal "
+                      "point at the image centre",
+            "video": str(video), "video_sha256": video_sha,
+            "video_bytes": video.stat().st_size if video.is_file() else None,
+            "video_frame_count": info.frame_count,
+            "blendshape_names": list(BLENDSHAPE_NAMES),
+            "filter": {k: v.to_dict() for k, v in FILTERS.items()},
+            "selection": {"pick": list(pick) if pick else None, "num_faces": num_faces},
+            "landmarker_bundle_sha256": BUNDLE_SHA256,
+            "inputs_key": key,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "facegraft_version": "0.1.0",
+        }
+        save_track(track, target)
+    except FaceGraftError as exc:
+        progress.error(str(exc))
+        raise
+    progress.finish(output=str(target), frames=track.frame_count,
+                    present=int(track.present.sum()))
+    return target
+
+
+def _sequence_hash(folder: Path) -> str:
+    """Identity of an image sequence: names, sizes and modification times of its files."""
+    digest = hashlib.sha256()
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file():
+            stat = entry.stat()
+            digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def timed_track(video: Path, shot: Path, **kwargs) -> tuple[Path, float]:
+    """Track and return (path, seconds): for benchmarks."""
+    started = time.perf_counter()
+    path = track_video(video, shot, force=True, **kwargs)
+    return path, time.perf_counter() - started
