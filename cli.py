@@ -7,6 +7,7 @@ with one line ``facegraft: error: <file>: <cause>`` when something is wrong.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -73,8 +74,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum, frame):  # noqa: ARG001
+    # The add-on stops a worker with SIGTERM: unwind like Ctrl-C so that worker processes
+    # are stopped and temporary files removed.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args)
     except FaceGraftError as exc:

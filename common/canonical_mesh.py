@@ -46,7 +46,9 @@ def read_bundle_bytes(path: Path = BUNDLE_PATH) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise FaceGraftError(f"{path}: cannot read the FaceLandmarker bundle ({exc.strerror})")
+        raise FaceGraftError(
+            f"{path}: cannot read the FaceLandmarker bundle ({exc.strerror})"
+        ) from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != BUNDLE_SHA256:
         raise FaceGraftError(

@@ -163,7 +163,9 @@ def fetch_samples(include_optional: bool = False, log=print) -> dict[str, Path]:
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FaceGraftError(f"{target_dir}: cannot create the cache folder ({exc.strerror})")
+        raise FaceGraftError(
+            f"{target_dir}: cannot create the cache folder ({exc.strerror})"
+        ) from exc
     wanted = [s for s in SAMPLES if include_optional or not s.optional]
     done: dict[str, Path] = {}
     missing: list[Sample] = []

@@ -4,20 +4,23 @@ Format ``facegraft.track`` version 1, an uncompressed NumPy ``.npz`` (loaded wit
 ``allow_pickle=False``). N is the number of frames tracked (``start`` .. ``start+N-1`` of
 the video). Absent frames hold NaN in every float array: nothing is invented.
 
-| array | shape, dtype | meaning |
-|---|---|---|
-| ``landmarks`` | (N, 478, 3) f32 | filtered; x, y in pixels (top-left origin), z relative depth in pixels (larger = farther) |
-| ``landmarks_raw`` | (N, 478, 3) f32 | as MediaPipe gave them |
-| ``metric_landmarks`` | (N, 478, 3) f32 | filtered face shape in canonical head space, cm (see ``head_pose``) |
-| ``metric_landmarks_raw`` | (N, 478, 3) f32 | from the raw landmarks and raw head matrix |
-| ``head_matrix`` | (N, 4, 4) f32 | filtered canonical head space -> camera space (cm, OpenGL axes) |
-| ``head_matrix_raw`` | (N, 4, 4) f32 | MediaPipe's facial transformation matrix |
-| ``blendshapes`` | (N, 52) f32 | filtered, names in ``meta["blendshape_names"]`` |
-| ``blendshapes_raw`` | (N, 52) f32 | as MediaPipe gave them |
-| ``present`` | (N,) bool | a face was found and followed in this frame |
-| ``confidence`` | (N,) f32 | 0..1, from ``rigid_error``: exp(-rigid_error / 0.05) |
-| ``rigid_error`` | (N,) f32 | mean distance of MediaPipe's pose landmarks from the rigidly placed neutral shape, in inter-ocular distances |
-| ``meta`` | () str | JSON, below |
+Arrays (f32 unless said):
+
+- ``landmarks`` (N, 478, 3): filtered; x, y in pixels (top-left origin), z relative depth
+  in pixels (larger = farther). ``landmarks_raw``: as MediaPipe gave them.
+- ``metric_landmarks`` (N, 478, 3): filtered face shape in canonical head space, cm (see
+  ``head_pose``). ``metric_landmarks_raw``: from the raw landmarks and raw head matrix.
+- ``head_matrix`` (N, 4, 4): filtered, canonical head space -> camera space (cm, OpenGL
+  axes). ``head_matrix_raw``: unfiltered, refitted to the 2D pose landmarks for this
+  person's neutral shape. ``head_matrix_mediapipe``: MediaPipe's facial transformation
+  matrix as it came.
+- ``blendshapes`` (N, 52): filtered, names in ``meta["blendshape_names"]``.
+  ``blendshapes_raw``: as MediaPipe gave them.
+- ``present`` (N,) bool: a face was found and followed in this frame.
+- ``confidence`` (N,): 0..1, exp(-rigid_error / 0.05).
+- ``rigid_error`` (N,): mean distance of MediaPipe's pose landmarks from the rigidly placed
+  neutral shape (median over the shot), in inter-ocular distances.
+- ``meta`` () str: JSON, below.
 
 The filtered landmarks' x, y are exactly the projection of ``head_matrix`` applied to
 ``metric_landmarks`` through the track's camera, so pose, shape and image agree.
@@ -48,7 +51,7 @@ TRACK_FILENAME = "track.npz"
 
 ARRAYS = (
     "landmarks", "landmarks_raw", "metric_landmarks", "metric_landmarks_raw",
-    "head_matrix", "head_matrix_raw", "blendshapes", "blendshapes_raw",
+    "head_matrix", "head_matrix_raw", "head_matrix_mediapipe", "blendshapes", "blendshapes_raw",
     "present", "confidence", "rigid_error",
 )
 
@@ -61,6 +64,7 @@ class Track:
     metric_landmarks_raw: np.ndarray
     head_matrix: np.ndarray
     head_matrix_raw: np.ndarray
+    head_matrix_mediapipe: np.ndarray
     blendshapes: np.ndarray
     blendshapes_raw: np.ndarray
     present: np.ndarray
@@ -105,7 +109,9 @@ def load_track(path: Path) -> Track:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != TRACK_FORMAT:
-                raise FaceGraftError(f"{path}: not a FaceGraft track (format {meta.get('format')!r})")
+                raise FaceGraftError(
+                    f"{path}: not a FaceGraft track (format {meta.get('format')!r})"
+                )
             if meta.get("version") != TRACK_VERSION:
                 raise FaceGraftError(
                     f"{path}: track format version {meta.get('version')} is not supported "

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..common.errors import FaceGraftError
+from ..common.quiet_stderr import quiet_native_stderr
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".exr", ".webp"}
 DEFAULT_SEQUENCE_FPS = 24.0
@@ -40,7 +41,8 @@ def probe_video(path: Path, sequence_fps: float = DEFAULT_SEQUENCE_FPS) -> Video
     if path.is_dir():
         files = _sequence_files(path)
         if not files:
-            raise FaceGraftError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise FaceGraftError(f"{path}: folder holds no images ({kinds})")
         first = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
         if first is None:
             raise FaceGraftError(f"{files[0]}: not a readable image")
@@ -51,7 +53,8 @@ def probe_video(path: Path, sequence_fps: float = DEFAULT_SEQUENCE_FPS) -> Video
         raise FaceGraftError(f"{path}: cannot read ({exc.strerror})") from exc
     if size == 0:
         raise FaceGraftError(f"{path}: empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with quiet_native_stderr():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise FaceGraftError(f"{path}: not a video FFmpeg can decode")

@@ -1,0 +1,38 @@
+# FaceGraft: `make demo` runs the main job, `make test` the tests. Both create .venv with
+# the pinned dependencies when it is missing and fetch the sample footage into the cache.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.facegraft-installed
+SAMPLES = $${FACEGRAFT_CACHE:-$$HOME/.cache/facegraft}/samples
+
+.PHONY: demo test test-slow samples lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+samples: $(STAMP)
+	$(BIN)/facegraft samples
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) samples lint
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP) samples
+	$(BIN)/python -m pytest -m slow
+
+demo: $(STAMP) samples
+	$(BIN)/facegraft track $(SAMPLES)/single_face.mp4 --shot out/demo/plate
+	$(BIN)/facegraft preview --shot out/demo/plate --out out/demo/track_preview.mp4
+	@echo "demo: out/demo/track_preview.mp4"
+
+bench: $(STAMP) samples
+	$(BIN)/python bench/track.py $(SAMPLES)/franck.mp4
+
+clean-venv:
+	rm -rf $(VENV)
