@@ -59,6 +59,9 @@ MAX_CANONICAL_ERROR = 0.10  # rigid error against the canonical face beyond whic
 CONFIDENCE_SCALE = 0.05  # rigid error (inter-ocular units) at which confidence is 1/e
 MIN_FRAMES_PER_WORKER = 120  # below this a second process costs more than it saves
 PICK_DEFAULT_FACES = 4
+# Part of every track's inputs key: bump it whenever the same inputs would now give a
+# different track, so that reruns after an upgrade do not keep a stale one.
+TRACKER_REVISION = 2
 MIN_IOU = 0.2
 
 
@@ -365,6 +368,7 @@ def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> s
     settings = {
         "video_sha256": video_sha, "start": start, "end": end, "pick": pick,
         "num_faces": num_faces, "bundle": BUNDLE_SHA256, "track_version": TRACK_VERSION,
+        "tracker_revision": TRACKER_REVISION,
         "filters": {k: v.to_dict() for k, v in FILTERS.items()},
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -422,7 +426,7 @@ def track_video(
             "focal_px": intr.focal_px, "cx": intr.cx, "cy": intr.cy,
             "camera": "MediaPipe geometry pipeline pinhole: 63 deg vertical FOV, principal "
                       "point at the image centre",
-            "video": str(video), "video_sha256": video_sha,
+            "video": str(video.resolve()), "video_sha256": video_sha,
             "video_bytes": video.stat().st_size if video.is_file() else None,
             "video_frame_count": info.frame_count,
             "blendshape_names": list(BLENDSHAPE_NAMES),

@@ -1,0 +1,212 @@
+"""Build Scene: a track becomes a Blender scene (camera, plate, animated face mesh).
+
+What is made, all inside the "FaceGraft" collection and tagged with the custom property
+``facegraft_role`` so a rebuild replaces only what FaceGraft made:
+
+- "FaceGraft Camera": the track's pinhole camera (focal length, principal point, plate
+  resolution), looking along +Y with Z up, the plate as its background movie clip.
+- "FaceGraft Face": the canonical face mesh (468 vertices, 898 triangles, UVs, region
+  vertex groups) parented to the camera. Its transform is the head matrix (animated
+  location + quaternion, one key per frame); its per-frame shape (identity + expression)
+  plays from a PC2 point cache in the shot folder through a Mesh Cache modifier, so the
+  .blend holds no per-vertex keyframes; the 52 blendshapes are animated custom
+  properties with MediaPipe/ARKit names; frames without a face hide the mesh.
+
+Scene frame f shows video frame f - 1 (Blender counts from 1, the video from 0).
+Units: metres (the track's centimetres / 100).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..common.canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
+from ..common.errors import FaceGraftError
+from ..common.face_regions import region_vertices
+from ..common.head_pose import matrix_to_quat_trans
+from ..common.point_cache import write_pc2
+from ..common.track_file import Track
+
+COLLECTION = "FaceGraft"
+CAMERA_NAME = "FaceGraft Camera"
+FACE_NAME = "FaceGraft Face"
+SHAPE_CACHE = "face_shape.pc2"
+CM_TO_M = 0.01
+SENSOR_HEIGHT_MM = 24.0
+ROLE = "facegraft_role"
+
+
+def _hold_absent(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Fill absent frames with the nearest earlier present frame (the first present one
+    before it): Blender needs a value every frame; the mesh is hidden on those frames."""
+    index = np.where(present, np.arange(len(present)), -1)
+    index = np.maximum.accumulate(index)
+    first = int(np.argmax(present))
+    index[index < 0] = first
+    return values[index]
+
+
+def _fcurves(id_data: bpy.types.ID, name: str):
+    """A fresh action on ``id_data`` and the collection its F-curves go in (slotted
+    actions since Blender 4.4; ``action.fcurves`` before)."""
+    anim = id_data.animation_data_create()
+    action = bpy.data.actions.new(name)
+    anim.action = action
+    if hasattr(action, "slots"):
+        slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
+        anim.action_slot = slot
+        layer = action.layers.new("Layer")
+        strip = layer.strips.new(type="KEYFRAME")
+        return strip.channelbag(slot, ensure=True).fcurves
+    return action.fcurves
+
+
+def _keys(fcurves, data_path: str, index: int, frames: np.ndarray, values: np.ndarray,
+          interpolation: str = "LINEAR", group: str | None = None) -> None:
+    curve = fcurves.new(data_path, index=index)
+    if group:
+        curve.group = curve.group or None
+    points = curve.keyframe_points
+    points.add(len(frames))
+    points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+    enum = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}[interpolation]
+    points.foreach_set("interpolation", np.full(len(frames), enum, np.int32))
+    curve.update()
+
+
+def _remove_previous_build(scene: bpy.types.Scene) -> bpy.types.Collection:
+    collection = bpy.data.collections.get(COLLECTION)
+    if collection is None:
+        collection = bpy.data.collections.new(COLLECTION)
+    if collection.name not in scene.collection.children:
+        scene.collection.children.link(collection)
+    for obj in list(collection.objects):
+        if ROLE in obj:  # only what FaceGraft made; an artist's own objects stay
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            if data is not None and data.users == 0:
+                if isinstance(data, bpy.types.Mesh):
+                    bpy.data.meshes.remove(data)
+                elif isinstance(data, bpy.types.Camera):
+                    bpy.data.cameras.remove(data)
+    return collection
+
+
+def _setup_scene(scene: bpy.types.Scene, track: Track) -> None:
+    meta = track.meta
+    scene.render.resolution_x = int(meta["width"])
+    scene.render.resolution_y = int(meta["height"])
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+    fps = float(meta["fps"])
+    scene.render.fps = max(1, round(fps))
+    scene.render.fps_base = scene.render.fps / fps
+    start = int(meta["start"])
+    scene.frame_start = start + 1
+    scene.frame_end = start + track.frame_count
+    scene.frame_current = scene.frame_start
+
+
+def _make_camera(scene, collection, track: Track, plate: Path | None) -> bpy.types.Object:
+    intr = track.intrinsics
+    data = bpy.data.cameras.new(CAMERA_NAME)
+    data.sensor_fit = "VERTICAL"
+    data.sensor_height = SENSOR_HEIGHT_MM
+    data.lens = intr.focal_px * SENSOR_HEIGHT_MM / intr.height
+    largest = max(intr.width, intr.height)
+    data.shift_x = (intr.width / 2 - intr.cx) / largest
+    data.shift_y = (intr.cy - intr.height / 2) / largest
+    data.clip_start = 0.01
+    data.clip_end = 100.0
+    camera = bpy.data.objects.new(CAMERA_NAME, data)
+    camera[ROLE] = "camera"
+    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)  # camera space -> Z-up world, looking +Y
+    collection.objects.link(camera)
+    scene.camera = camera
+    if plate is not None:
+        clip = bpy.data.movieclips.load(str(plate), check_existing=True)
+        clip.frame_start = 1
+        scene.active_clip = clip
+        background = data.background_images.new()
+        background.source = "MOVIE_CLIP"
+        background.clip = clip
+        background.alpha = 1.0
+        data.show_background_images = True
+    return camera
+
+
+def _make_face_mesh(track: Track, neutral_m: np.ndarray) -> bpy.types.Mesh:
+    canonical = load_canonical_mesh()
+    mesh = bpy.data.meshes.new(FACE_NAME)
+    mesh.vertices.add(NUM_MESH_VERTICES)
+    mesh.vertices.foreach_set("co", neutral_m.astype(np.float32).ravel())
+    triangles = canonical.triangles
+    mesh.loops.add(triangles.size)
+    mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
+    mesh.polygons.add(len(triangles))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, triangles.size, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    uv_layer = mesh.uv_layers.new(name="UVMap")
+    uv_layer.data.foreach_set("uv", canonical.uvs[triangles.ravel()].astype(np.float32).ravel())
+    mesh.validate()
+    return mesh
+
+
+def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
+                plate: Path | None = None) -> dict[str, bpy.types.Object]:
+    """Build (or rebuild) the FaceGraft objects of ``scene`` from ``track``.
+
+    Writes ``shot/face_shape.pc2``; the Mesh Cache modifier points at it with an absolute
+    path, which saving with ``relative_remap`` makes relative to the .blend.
+    """
+    present = track.present
+    if not present.any():
+        raise FaceGraftError(f"{shot}: the track has no frame with a face")
+    shot = Path(shot)
+    frames = np.arange(track.frame_count, dtype=np.float64) + int(track.meta["start"]) + 1
+
+    shapes_m = _hold_absent(track.metric_landmarks[:, :NUM_MESH_VERTICES], present) * CM_TO_M
+    neutral_m = np.median(shapes_m[present], axis=0)
+    write_pc2(shot / SHAPE_CACHE, shapes_m)
+
+    _setup_scene(scene, track)
+    collection = _remove_previous_build(scene)
+    camera = _make_camera(scene, collection, track, plate)
+
+    face = bpy.data.objects.new(FACE_NAME, _make_face_mesh(track, neutral_m))
+    face[ROLE] = "face"
+    collection.objects.link(face)
+    face.parent = camera
+    face.rotation_mode = "QUATERNION"
+    for name, indices in region_vertices(load_canonical_mesh().uvs).items():
+        face.vertex_groups.new(name=name).add(indices.tolist(), 1.0, "REPLACE")
+    cache = face.modifiers.new("FaceGraft Shape", "MESH_CACHE")
+    cache.cache_format = "PC2"
+    cache.filepath = str((shot / SHAPE_CACHE).resolve())
+    cache.time_mode = "FRAME"
+    cache.play_mode = "SCENE"
+    cache.frame_start = float(frames[0])
+    cache.interpolation = "LINEAR"
+
+    quats, trans = matrix_to_quat_trans(_hold_absent(track.head_matrix, present))
+    curves = _fcurves(face, "FaceGraft Face Action")
+    for axis in range(3):
+        _keys(curves, "location", axis, frames, trans[:, axis] * CM_TO_M)
+    for axis in range(4):
+        _keys(curves, "rotation_quaternion", axis, frames, quats[:, axis])
+    shapes = _hold_absent(track.blendshapes, present)
+    for k, name in enumerate(track.meta["blendshape_names"]):
+        face[name] = 0.0
+        _keys(curves, f'["{name}"]', 0, frames, shapes[:, k])
+    # Hide the mesh where there is no face: keys only where presence changes.
+    changes = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
+    key_rows = np.concatenate([[0], changes])
+    for path in ("hide_viewport", "hide_render"):
+        _keys(curves, path, 0, frames[key_rows], (~present[key_rows]).astype(np.float64),
+              interpolation="CONSTANT")
+    scene["facegraft_track_sha256"] = track.meta.get("video_sha256", "")
+    return {"camera": camera, "face": face}

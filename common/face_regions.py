@@ -1,0 +1,57 @@
+"""Semantic regions of the canonical face mesh: skin, brows, eyes, lips, mouth interior.
+
+The contours are MediaPipe's own (``FaceLandmarksConnections``: lips, eyes, eyebrows),
+written out as closed loops of landmark indices. A vertex belongs to a region when its
+canonical UV lies on or inside that region's loop; UV space is flat, so a 2D
+point-in-polygon test is exact there. The canonical mesh has holes at the eyes and the
+mouth: "mouth_interior" is the ring of vertices around the mouth hole (the inner lip
+line), which is where a renderer fills the hole; "eyes" likewise holds the eye rings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39,
+              40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81,
+              80, 191)
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
+LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
+
+REGION_NAMES = ("skin", "brows", "eyes", "lips", "mouth_interior")
+
+
+def _inside_or_on(points: np.ndarray, loop: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon for (P, 2) points against a closed (L, 2) loop."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = loop[:, 0], loop[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    inside = np.sum(crosses & (x < x_at), axis=1) % 2 == 1
+    return inside
+
+
+def region_vertices(uvs: np.ndarray) -> dict[str, np.ndarray]:
+    """Region name -> sorted vertex indices of the 468-vertex canonical mesh."""
+    n = len(uvs)
+
+    def area(*loops: tuple[int, ...]) -> np.ndarray:
+        mask = np.zeros(n, bool)
+        for loop in loops:
+            mask |= _inside_or_on(uvs, uvs[list(loop)])
+            mask[list(loop)] = True
+        return mask
+
+    lips = area(LIPS_OUTER)
+    mouth = np.zeros(n, bool)
+    mouth[list(LIPS_INNER)] = True
+    eyes = area(LEFT_EYE, RIGHT_EYE)
+    brows = area(LEFT_BROW, RIGHT_BROW)
+    skin = ~(lips | eyes | brows)
+    masks = {"skin": skin, "brows": brows, "eyes": eyes, "lips": lips, "mouth_interior": mouth}
+    return {name: np.flatnonzero(masks[name]) for name in REGION_NAMES}
