@@ -36,3 +36,10 @@ bench: $(STAMP) samples
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The extension zip, built with Blender's own tool (shipped inside the bpy wheel).
+BLENDER_EXT = $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py
+.PHONY: extension
+extension: $(STAMP)
+	mkdir -p dist
+	$(BIN)/python $(BLENDER_EXT) build --source-dir . --output-dir dist

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--progress", choices=MODES, default="bar",
                        help="bar (terminal), json (JSON lines on stdout) or none")
 
+    build = stages.add_parser("build", help="build the Blender scene of a tracked shot")
+    build.add_argument("--shot", type=Path, required=True, help="shot folder with track.npz")
+    build.add_argument("--blend", type=Path, required=True, help="the .blend to write")
+    build.add_argument("--plate", type=Path, default=None,
+                       help="the plate footage (default: the video the track was made from)")
+
     preview = stages.add_parser("preview", help="draw a shot's track over its video")
     preview.add_argument("--shot", type=Path, required=True)
     preview.add_argument("--out", type=Path, required=True, help="output .mp4")
@@ -67,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
                            progress_mode=args.progress, force=args.force)
         if args.progress != "json":
             print(path)
+    elif args.stage == "build":
+        # Blender as a Python module: the same code the add-on's Build Scene runs.
+        from .addon.build_stage import build_blend
+
+        print(build_blend(args.shot, args.blend, plate=args.plate))
     elif args.stage == "preview":
         from .ml.preview import write_track_preview
 

@@ -1,11 +1,30 @@
-"""The Blender side of FaceGraft. The only package that imports bpy."""
+"""The Blender side of FaceGraft: the only package that imports bpy.
 
-import bpy  # noqa: F401  (Blender-only package: importing it outside Blender is an error)
+Modules register in order and unregister in reverse; registering twice, unregistering
+twice and reloading all work.
+"""
+
+from __future__ import annotations
+
+from . import cli_command, operators, panels, preferences, properties
+
+MODULES = (preferences, properties, operators, panels, cli_command)
+_registered = False
 
 
 def register() -> None:
-    pass
+    global _registered
+    if _registered:
+        return
+    for module in MODULES:
+        module.register()
+    _registered = True
 
 
 def unregister() -> None:
-    pass
+    global _registered
+    if not _registered:
+        return
+    for module in reversed(MODULES):
+        module.unregister()
+    _registered = False

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Blender (the bpy module) must never read or write the real user's configuration: point
+# it at a throwaway folder before anything imports bpy.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="facegraft-blender-"))
 from facegraft.common.samples import sample_path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """out/test-artifacts: pictures the tests leave for a reviewer to look at."""
+    folder = REPO / "out" / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +51,12 @@ def run_cli(*args, env: dict | None = None, timeout: float = 600) -> subprocess.
     """Run ``python -m facegraft ARGS`` as a user would, capturing its output."""
     return subprocess.run([sys.executable, "-m", "facegraft", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def franck_shot(franck, tmp_path_factory) -> Path:
+    """A shot folder with the track of all 4,800 frames of franck.mp4 (tracked once)."""
+    shot = tmp_path_factory.mktemp("franck")
+    result = run_cli("track", franck, "--shot", shot, "--progress", "json")
+    assert result.returncode == 0, result.stderr
+    return shot

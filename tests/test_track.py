@@ -28,14 +28,17 @@ FACE_NOFACE_CUT = 72  # face_noface.mov: frames 0..71 show man B, from 72 on a c
 
 
 @pytest.fixture(scope="module")
-def franck_track(franck, tmp_path_factory, cli):
-    shot = tmp_path_factory.mktemp("franck")
-    result = cli("track", franck, "--shot", shot, "--progress", "json")
+def franck_track(franck_shot):
+    return load_track(franck_shot / TRACK_FILENAME)
+
+
+def test_json_progress(face_noface, tmp_path, cli):
+    result = cli("track", face_noface, "--shot", tmp_path, "--progress", "json")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert lines[-1]["event"] == "done"
-    assert any(line["event"] == "progress" for line in lines)
-    return load_track(shot / TRACK_FILENAME)
+    assert lines[-1]["event"] == "done" and lines[-1]["present"] == FACE_NOFACE_CUT
+    fractions = [line["fraction"] for line in lines if line["event"] == "progress"]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_franck_face_present_nearly_everywhere(franck_track):

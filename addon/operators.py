@@ -1,0 +1,155 @@
+"""Operators: Load Plate, Track (in the worker, modal, ESC cancels), Build Scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ..common.errors import FaceGraftError
+from .build_stage import build_into_scene
+from .preferences import get_preferences
+from .worker import WorkerJob, resolve_worker_python
+
+
+def shot_paths(context) -> tuple[Path | None, Path | None]:
+    """The plate and shot folder of the scene, absolute ('//' is the .blend's folder)."""
+    shot = context.scene.facegraft
+    plate = Path(bpy.path.abspath(shot.plate)) if shot.plate else None
+    folder = Path(bpy.path.abspath(shot.shot_folder)) if shot.shot_folder else None
+    return plate, folder
+
+
+class FACEGRAFT_OT_load_plate(bpy.types.Operator):
+    """Choose the plate footage; sets the scene's resolution, frame rate and range"""
+
+    bl_idname = "facegraft.load_plate"
+    bl_label = "Load Plate"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_movie: bpy.props.BoolProperty(default=True, options={"HIDDEN"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        path = Path(bpy.path.abspath(self.filepath))
+        if not path.is_file():
+            self.report({"ERROR"}, f"{path}: no such file")
+            return {"CANCELLED"}
+        try:
+            clip = bpy.data.movieclips.load(str(path), check_existing=True)
+        except RuntimeError as exc:
+            self.report({"ERROR"}, f"{path}: Blender cannot read this footage ({exc})")
+            return {"CANCELLED"}
+        scene = context.scene
+        shot = scene.facegraft
+        shot.plate = str(path)
+        if not shot.shot_folder:
+            shot.shot_folder = str(path.with_name(path.stem + ".facegraft"))
+        scene.active_clip = clip
+        scene.render.resolution_x, scene.render.resolution_y = clip.size
+        scene.render.fps = max(1, round(clip.fps))
+        scene.frame_start = 1
+        scene.frame_end = clip.frame_duration
+        shot.track.status = "STALE" if shot.track.status == "DONE" else shot.track.status
+        return {"FINISHED"}
+
+
+class FACEGRAFT_OT_track(bpy.types.Operator):
+    """Track the plate's face in the worker process (ESC cancels)"""
+
+    bl_idname = "facegraft.track"
+    bl_label = "Track"
+
+    _job: WorkerJob | None = None
+    _timer = None
+
+    def execute(self, context):
+        plate, folder = shot_paths(context)
+        state = context.scene.facegraft.track
+        try:
+            if plate is None or folder is None:
+                raise FaceGraftError("load a plate and set a shot folder first")
+            prefs = get_preferences(context)
+            python = resolve_worker_python(prefs.worker_python if prefs else "")
+            self._job = WorkerJob(python, "track", [str(plate), "--shot", str(folder)])
+            self._job.start()
+        except FaceGraftError as exc:
+            state.status, state.message = "FAILED", str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        state.status, state.progress, state.message = "RUNNING", 0.0, ""
+        wm = context.window_manager
+        if context.window is None:  # background mode: no events, so wait here
+            return self._finish(context, self._job.wait())
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        state = context.scene.facegraft.track
+        if event.type == "ESC":
+            self._job.cancel()
+            state.status, state.message = "NOT_RUN", "cancelled"
+            self.report({"WARNING"}, "Track cancelled")
+            self._cleanup(context)
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        for worker_event in self._job.poll():
+            if worker_event.kind == "progress":
+                state.progress = worker_event.fraction
+                context.window_manager.progress_update(int(worker_event.fraction * 100))
+            elif worker_event.kind == "exit":
+                self._cleanup(context)
+                return self._finish(context, worker_event.returncode)
+        for area in context.screen.areas if context.screen else ():
+            area.tag_redraw()
+        return {"PASS_THROUGH"}
+
+    def _finish(self, context, returncode: int):
+        state = context.scene.facegraft.track
+        if returncode == 0:
+            state.status, state.progress, state.message = "DONE", 1.0, ""
+            return {"FINISHED"}
+        state.status, state.message = "FAILED", self._job.failure(returncode)
+        self.report({"ERROR"}, f"Track failed: {state.message}")
+        return {"CANCELLED"}
+
+    def _cleanup(self, context):
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+
+
+class FACEGRAFT_OT_build_scene(bpy.types.Operator):
+    """Build the camera, plate and animated face mesh from the shot's track"""
+
+    bl_idname = "facegraft.build_scene"
+    bl_label = "Build Scene"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        plate, folder = shot_paths(context)
+        state = context.scene.facegraft.build
+        try:
+            if folder is None:
+                raise FaceGraftError("set a shot folder first")
+            build_into_scene(context.scene, folder, plate)
+        except FaceGraftError as exc:
+            state.status, state.message = "FAILED", str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        state.status, state.progress, state.message = "DONE", 1.0, ""
+        return {"FINISHED"}
+
+
+classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_track, FACEGRAFT_OT_build_scene)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,55 @@
+"""The FaceGraft panel, in the 3D viewport's and the Movie Clip editor's sidebars."""
+
+from __future__ import annotations
+
+import bpy
+
+STAGE_ROWS = (
+    ("track", "Track", "facegraft.track", "TRACKING"),
+    ("build", "Build Scene", "facegraft.build_scene", "SCENE_DATA"),
+)
+
+
+def draw_facegraft(layout, context) -> None:
+    shot = context.scene.facegraft
+    column = layout.column(align=True)
+    column.operator("facegraft.load_plate", icon="FILE_MOVIE")
+    column.prop(shot, "plate")
+    column.prop(shot, "source")
+    column.prop(shot, "shot_folder")
+    layout.separator()
+    for key, label, operator, icon in STAGE_ROWS:
+        state = getattr(shot, key)
+        row = layout.row(align=True)
+        row.enabled = state.status != "RUNNING"
+        row.operator(operator, text=label, icon=icon)
+        if state.status == "RUNNING":
+            row.label(text=f"{state.progress * 100:.0f} %")
+        else:
+            row.label(text=state.bl_rna.properties["status"].enum_items[state.status].name)
+        if state.status == "FAILED" and state.message:
+            layout.label(text=state.message, icon="ERROR")
+
+
+class VIEW3D_PT_facegraft(bpy.types.Panel):
+    bl_label = "FaceGraft"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FaceGraft"
+
+    def draw(self, context):
+        draw_facegraft(self.layout, context)
+
+
+class CLIP_PT_facegraft(bpy.types.Panel):
+    bl_label = "FaceGraft"
+    bl_space_type = "CLIP_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "FaceGraft"
+
+    def draw(self, context):
+        draw_facegraft(self.layout, context)
+
+
+classes = (VIEW3D_PT_facegraft, CLIP_PT_facegraft)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,39 @@
+"""Add-on preferences: the worker Python and the cache folder. The one accessor."""
+
+from __future__ import annotations
+
+import bpy
+
+# "<root>.addon" -> "<root>": "facegraft" in the venv, "bl_ext.<repo>.facegraft" in Blender.
+ROOT_PACKAGE = __package__.rpartition(".")[0]
+
+
+class FaceGraftPreferences(bpy.types.AddonPreferences):
+    bl_idname = ROOT_PACKAGE
+
+    worker_python: bpy.props.StringProperty(
+        name="Worker Python",
+        description="Python with torch and mediapipe that runs FaceGraft's worker "
+                    "(empty: the project's .venv when found)",
+        subtype="FILE_PATH",
+    )
+    cache_folder: bpy.props.StringProperty(
+        name="Cache Folder",
+        description="Where sample footage and downloads go (empty: ~/.cache/facegraft)",
+        subtype="DIR_PATH",
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "worker_python")
+        layout.prop(self, "cache_folder")
+
+
+def get_preferences(context: bpy.types.Context | None = None) -> FaceGraftPreferences | None:
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ROOT_PACKAGE)
+    return addon.preferences if addon else None
+
+
+classes = (FaceGraftPreferences,)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,46 @@
+"""The shot as the artist sets it up (saved in the .blend): footage and shot folder, and
+each stage's run state. Executables are never stored here: they come from preferences."""
+
+from __future__ import annotations
+
+import bpy
+
+STAGES = ("track", "build")
+STATUS_ITEMS = (
+    ("NOT_RUN", "Not Run", ""),
+    ("RUNNING", "Running", ""),
+    ("DONE", "Done", ""),
+    ("STALE", "Stale", "Its inputs changed since it ran"),
+    ("FAILED", "Failed", ""),
+)
+
+
+class FaceGraftStageState(bpy.types.PropertyGroup):
+    status: bpy.props.EnumProperty(items=STATUS_ITEMS, default="NOT_RUN")
+    progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    message: bpy.props.StringProperty()
+
+
+class FaceGraftShot(bpy.types.PropertyGroup):
+    plate: bpy.props.StringProperty(name="Plate", subtype="FILE_PATH",
+                                    description="Footage of the performer whose face is replaced")
+    source: bpy.props.StringProperty(name="Source", subtype="FILE_PATH",
+                                     description="Footage of the person whose face goes in")
+    shot_folder: bpy.props.StringProperty(name="Shot Folder", subtype="DIR_PATH",
+                                          description="Where every stage writes its files")
+    track: bpy.props.PointerProperty(type=FaceGraftStageState)
+    build: bpy.props.PointerProperty(type=FaceGraftStageState)
+
+
+classes = (FaceGraftStageState, FaceGraftShot)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register_classes()
+    bpy.types.Scene.facegraft = bpy.props.PointerProperty(type=FaceGraftShot)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.facegraft
+    _unregister_classes()
