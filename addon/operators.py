@@ -84,7 +84,7 @@ class FACEGRAFT_OT_track(bpy.types.Operator):
             return {"CANCELLED"}
         state.status, state.progress, state.message = "RUNNING", 0.0, ""
         wm = context.window_manager
-        if context.window is None:  # background mode: no events, so wait here
+        if bpy.app.background:  # no event loop (blender -b, bpy module): wait here
             return self._finish(context, self._job.wait())
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)

@@ -1,0 +1,65 @@
+"""Run by tests/test_extension.py in a fresh Python with BLENDER_USER_RESOURCES set to a
+throwaway folder: installs the built extension zip into that isolated user folder through
+the bpy module and drives it as an artist would. Prints one JSON object of findings."""
+
+import json
+import sys
+from pathlib import Path
+
+import addon_utils  # noqa: E402
+import bpy  # must come first: it puts Blender's own modules (addon_utils) on the path
+
+zip_path, plate, shot = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+found = {}
+
+bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                         enable_on_install=True)
+module = "bl_ext.user_default.facegraft"
+found["installed"] = hasattr(bpy.types, "FACEGRAFT_OT_track")
+found["panels"] = all(hasattr(bpy.types, name)
+                      for name in ("VIEW3D_PT_facegraft", "CLIP_PT_facegraft"))
+
+# Unregister, register again, and twice in a row each way.
+addon_utils.disable(module, default_set=True)
+found["unregistered"] = not hasattr(bpy.types, "FACEGRAFT_OT_track")
+addon_utils.disable(module, default_set=True)
+addon_utils.enable(module, default_set=True)
+found["reregistered"] = hasattr(bpy.types, "FACEGRAFT_OT_track")
+sys.modules[module].register()  # a second register is harmless
+found["double_register"] = hasattr(bpy.types, "FACEGRAFT_OT_track")
+
+prefs = bpy.context.preferences.addons[module].preferences
+scene = bpy.context.scene
+scene.facegraft.plate = str(plate)
+scene.facegraft.shot_folder = str(shot)
+
+# A missing worker Python: a clear report, nothing written.
+prefs.worker_python = "/nonexistent/bin/python3"
+try:
+    result = bpy.ops.facegraft.track()
+except RuntimeError as exc:  # operator reports of type ERROR raise in background mode
+    result = {"CANCELLED"}
+    found["missing_worker_report"] = str(exc)
+found["missing_worker_result"] = sorted(result)
+found["missing_worker_status"] = scene.facegraft.track.status
+found["missing_worker_message"] = scene.facegraft.track.message
+found["shot_untouched"] = not shot.exists() or not any(shot.iterdir())
+
+# The real thing: track in the worker, then build the scene.
+prefs.worker_python = sys.executable
+found["track_result"] = sorted(bpy.ops.facegraft.track())
+found["track_status"] = scene.facegraft.track.status
+found["track_file"] = (shot / "track.npz").is_file()
+found["build_result"] = sorted(bpy.ops.facegraft.build_scene())
+face = bpy.data.objects.get("FaceGraft Face")
+found["face_vertices"] = len(face.data.vertices) if face else 0
+found["frame_end"] = scene.frame_end
+
+# The command registered for 'blender -b -c facegraft ...'.
+cli = sys.modules[module + ".addon.cli_command"]
+found["cli_build"] = cli.handle_cli(["build", "--shot", str(shot),
+                                     "--blend", str(shot / "cli.blend")])
+found["cli_blend"] = (shot / "cli.blend").is_file()
+found["cli_bad"] = cli.handle_cli(["build", "--shot", str(shot / "nope"),
+                                   "--blend", str(shot / "x.blend")])
+print("FINDINGS " + json.dumps(found))

@@ -1,0 +1,46 @@
+"""The extension as a user installs it: built with Blender's own tool, installed into an
+isolated user folder, registered, unregistered and re-registered, and driven end to end."""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Blender's extension build tool ships inside the bpy wheel.
+BUILD_TOOL = (Path(sysconfig.get_paths()["platlib"]) / "bpy" / "5.0" / "scripts" / "addons_core"
+              / "bl_pkg" / "cli" / "blender_ext.py")
+
+
+def test_extension_installs_registers_and_runs(tmp_path, single_face):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
+                            "--output-dir", str(dist)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (zip_path,) = dist.glob("facegraft-*.zip")
+
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
+    shot = tmp_path / "shot"
+    session = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "extension_session.py"), str(zip_path),
+         str(single_face), str(shot)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    lines = [ln for ln in session.stdout.splitlines() if ln.startswith("FINDINGS ")]
+    assert session.returncode == 0 and lines, session.stdout[-3000:] + session.stderr[-3000:]
+    found = json.loads(lines[-1].removeprefix("FINDINGS "))
+    assert found["installed"] and found["panels"]
+    assert found["unregistered"] and found["reregistered"] and found["double_register"]
+    assert found["missing_worker_status"] == "FAILED"
+    assert "worker Python not found" in found["missing_worker_message"]
+    assert found["shot_untouched"]
+    assert found["track_result"] == ["FINISHED"] and found["track_file"]
+    assert found["build_result"] == ["FINISHED"]
+    assert found["face_vertices"] == 468 and found["frame_end"] == 72
+    assert found["cli_build"] == 0 and found["cli_blend"]
+    assert found["cli_bad"] == 1
+    # The user folder holds the extension; nothing was written to the real one.
+    assert any((tmp_path / "blender-user").rglob("blender_manifest.toml"))
