@@ -29,7 +29,8 @@ test-slow: $(STAMP) samples
 demo: $(STAMP) samples
 	$(BIN)/facegraft track $(SAMPLES)/single_face.mp4 --shot out/demo/plate
 	$(BIN)/facegraft preview --shot out/demo/plate --out out/demo/track_preview.mp4
-	@echo "demo: out/demo/track_preview.mp4"
+	$(BIN)/facegraft build --shot out/demo/plate --blend out/demo/plate/scene.blend
+	@echo "demo: out/demo/track_preview.mp4 and out/demo/plate/scene.blend"
 
 bench: $(STAMP) samples
 	$(BIN)/python bench/track.py $(SAMPLES)/franck.mp4
