@@ -76,7 +76,8 @@ class FACEGRAFT_OT_track(bpy.types.Operator):
                 raise FaceGraftError("load a plate and set a shot folder first")
             prefs = get_preferences(context)
             python = resolve_worker_python(prefs.worker_python if prefs else "")
-            self._job = WorkerJob(python, "track", [str(plate), "--shot", str(folder)])
+            cache = bpy.path.abspath(prefs.cache_folder) if prefs and prefs.cache_folder else ""
+            self._job = WorkerJob(python, "track", [str(plate), "--shot", str(folder)], cache)
             self._job.start()
         except FaceGraftError as exc:
             state.status, state.message = "FAILED", str(exc)

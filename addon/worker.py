@@ -57,8 +57,11 @@ class WorkerEvent:
 class WorkerJob:
     """One worker run: start it, poll its events, cancel it."""
 
-    def __init__(self, python: Path, stage: str, args: list[str]):
+    def __init__(self, python: Path, stage: str, args: list[str], cache_folder: str = ""):
         self.argv = [str(python), "-m", "facegraft", stage, *args, "--progress", "json"]
+        self.env = dict(os.environ)
+        if cache_folder:
+            self.env["FACEGRAFT_CACHE"] = cache_folder
         self.events: queue.Queue[WorkerEvent] = queue.Queue()
         self.stderr_tail: list[str] = []
         self.error_message = ""
@@ -68,7 +71,7 @@ class WorkerJob:
         try:
             self.process = subprocess.Popen(
                 self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, env=self.env,
             )
         except OSError as exc:
             raise FaceGraftError(

@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import addon_utils  # noqa: E402
+# isort: off
 import bpy  # must come first: it puts Blender's own modules (addon_utils) on the path
+import addon_utils
+# isort: on
 
 zip_path, plate, shot = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 found = {}
