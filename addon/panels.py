@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from .stage_status import stage_status
+
 STAGE_ROWS = (
     ("track", "Track", "facegraft.track", "TRACKING"),
     ("build", "Build Scene", "facegraft.build_scene", "SCENE_DATA"),
@@ -20,14 +22,15 @@ def draw_facegraft(layout, context) -> None:
     layout.separator()
     for key, label, operator, icon in STAGE_ROWS:
         state = getattr(shot, key)
+        status = stage_status(context.scene, key)
         row = layout.row(align=True)
-        row.enabled = state.status != "RUNNING"
+        row.enabled = status != "RUNNING"
         row.operator(operator, text=label, icon=icon)
-        if state.status == "RUNNING":
-            row.label(text=f"{state.progress * 100:.0f} %")
+        if status == "RUNNING":
+            row.progress(factor=state.progress, text=f"{state.progress * 100:.0f} %")
         else:
-            row.label(text=state.bl_rna.properties["status"].enum_items[state.status].name)
-        if state.status == "FAILED" and state.message:
+            row.label(text=state.bl_rna.properties["status"].enum_items[status].name)
+        if status == "FAILED" and state.message:
             layout.label(text=state.message, icon="ERROR")
 
 

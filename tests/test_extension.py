@@ -38,7 +38,10 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face):
     assert "worker Python not found" in found["missing_worker_message"]
     assert found["shot_untouched"]
     assert found["track_result"] == ["FINISHED"] and found["track_file"]
+    assert found["status_after_track"] == ["DONE", "NOT_RUN"]
     assert found["build_result"] == ["FINISHED"]
+    assert found["status_after_build"] == ["DONE", "DONE"]
+    assert found["status_other_plate"] == "STALE"
     assert found["face_vertices"] == 468 and found["frame_end"] == 72
     assert found["cli_build"] == 0 and found["cli_blend"]
     assert found["cli_bad"] == 1
