@@ -52,6 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--plate", type=Path, default=None,
                        help="the plate footage (default: the video the track was made from)")
 
+    transfer = stages.add_parser("transfer",
+                                 help="give the plate's face mesh the source's face shape")
+    transfer.add_argument("--source", type=Path, required=True, help="the source's shot folder")
+    transfer.add_argument("--blend", type=Path, required=True, help="the plate's built .blend")
+
+    guides = stages.add_parser("guides", help="render the guide passes of a built shot")
+    guides.add_argument("--shot", type=Path, required=True, help="shot folder with track.npz")
+    guides.add_argument("--blend", type=Path, required=True, help="the shot's .blend")
+    guides.add_argument("--size", type=int, default=256, help="crop resolution (multiple of 64)")
+    guides.add_argument("--shape-key", default=None,
+                        help="render with this shape key on (e.g. 'Source Identity')")
+    guides.add_argument("--workers", type=int, default=None, help="Blender processes")
+    guides.add_argument("--force", action="store_true")
+    guides.add_argument("--progress", choices=MODES, default="bar")
+
+    dataset = stages.add_parser("dataset", help="aligned crops, masks and guides for training")
+    dataset.add_argument("--shot", type=Path, required=True)
+    dataset.add_argument("--size", type=int, default=256)
+    dataset.add_argument("--video", type=Path, default=None,
+                         help="the footage (default: the video the track was made from)")
+    dataset.add_argument("--force", action="store_true")
+    dataset.add_argument("--progress", choices=MODES, default="bar")
+
     preview = stages.add_parser("preview", help="draw a shot's track over its video")
     preview.add_argument("--shot", type=Path, required=True)
     preview.add_argument("--out", type=Path, required=True, help="output .mp4")
@@ -78,6 +101,24 @@ def run(args: argparse.Namespace) -> int:
         from .addon.build_stage import build_blend
 
         print(build_blend(args.shot, args.blend, plate=args.plate))
+    elif args.stage == "transfer":
+        from .addon.build_stage import transfer_blend
+
+        print(transfer_blend(args.source, args.blend))
+    elif args.stage == "guides":
+        from .ml.guides import make_guides
+
+        path = make_guides(args.shot, args.blend, size=args.size, shape_key=args.shape_key,
+                           workers=args.workers, progress_mode=args.progress, force=args.force)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "dataset":
+        from .ml.dataset import make_dataset
+
+        path = make_dataset(args.shot, size=args.size, video=args.video,
+                            progress_mode=args.progress, force=args.force)
+        if args.progress != "json":
+            print(path)
     elif args.stage == "preview":
         from .ml.preview import write_track_preview
 
@@ -92,10 +133,19 @@ def _terminate(signum, frame):  # noqa: ARG001
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["guides-chunk"]:  # internal: one Blender process of 'guides'
+        from .addon.guides_stage import run_chunk
+
+        return _guarded(lambda: run_chunk(argv[1:]))
     args = build_parser().parse_args(argv)
+    return _guarded(lambda: run(args))
+
+
+def _guarded(work) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run(args)
+        return work()
     except FaceGraftError as exc:
         print(f"facegraft: error: {exc}", file=sys.stderr)
         return 1

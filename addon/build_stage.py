@@ -45,6 +45,11 @@ def build_blend(shot: Path, blend: Path, plate: Path | None = None) -> Path:
     bpy.ops.wm.read_homefile(use_empty=True)  # keeps preferences and add-ons enabled
     scene = bpy.context.scene
     build_scene(scene, track, shot, plate)
+    return save_blend_atomic(blend)
+
+
+def save_blend_atomic(blend: Path) -> Path:
+    """Save the open file as ``blend`` via a temporary file beside it, then rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{blend.stem}.", suffix=".partial.blend", dir=blend.parent)
     os.close(fd)
     try:
@@ -56,3 +61,15 @@ def build_blend(shot: Path, blend: Path, plate: Path | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return blend
+
+
+def transfer_blend(source_shot: Path, blend: Path) -> Path:
+    """Geometry transfer on a built .blend, saved back atomically (the command lines)."""
+    from .transfer import transfer_into_scene
+
+    blend = Path(blend)
+    if not blend.is_file():
+        raise FaceGraftError(f"{blend}: no such .blend (run 'facegraft build' first)")
+    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+    transfer_into_scene(Path(source_shot))
+    return save_blend_atomic(blend)

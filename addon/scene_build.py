@@ -27,7 +27,7 @@ import numpy as np
 from ..common.canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
 from ..common.errors import FaceGraftError
 from ..common.face_regions import region_vertices
-from ..common.head_pose import matrix_to_quat_trans
+from ..common.head_pose import matrix_to_quat_trans, neutral_shape
 from ..common.point_cache import write_pc2
 from ..common.track_file import Track
 
@@ -170,7 +170,8 @@ def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
     frames = np.arange(track.frame_count, dtype=np.float64) + int(track.meta["start"]) + 1
 
     shapes_m = _hold_absent(track.metric_landmarks[:, :NUM_MESH_VERTICES], present) * CM_TO_M
-    neutral_m = np.median(shapes_m[present], axis=0)
+    neutral_m = neutral_shape(shapes_m, track.blendshapes, track.meta["blendshape_names"],
+                              present)
     write_pc2(shot / SHAPE_CACHE, shapes_m)
 
     _setup_scene(scene, track)
@@ -191,6 +192,9 @@ def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
     cache.play_mode = "SCENE"
     cache.frame_start = float(frames[0])
     cache.interpolation = "LINEAR"
+    # Add each frame's deformation to the rest shape instead of replacing it, so shape
+    # keys (the source identity, an artist's sculpt) carry through the animation.
+    cache.deform_mode = "INTEGRATE"
 
     quats, trans = matrix_to_quat_trans(_hold_absent(track.head_matrix, present))
     curves = _fcurves(face, "FaceGraft Face Action")

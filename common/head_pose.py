@@ -97,3 +97,16 @@ def _rotation_to_quat(r: np.ndarray) -> np.ndarray:
         q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
     q = np.asarray(q)
     return q / np.linalg.norm(q)
+
+
+def neutral_shape(metric: np.ndarray, blendshapes: np.ndarray, names: list[str],
+                  present: np.ndarray, calm_fraction: float = 0.2) -> np.ndarray:
+    """A person's neutral face, (P, 3): the per-vertex median shape over the frames with
+    the least expression (the lowest ``calm_fraction`` by the sum of their blendshapes,
+    gaze and "_neutral" left out). A median over all frames of a talking or smiling
+    performer has a half-open mouth, which transfers as lips that cross when closed."""
+    counted = np.array([not (n.startswith("eyeLook") or n == "_neutral") for n in names])
+    frames = np.flatnonzero(present)
+    score = np.nansum(blendshapes[frames][:, counted], axis=1)
+    calm = frames[np.argsort(score)[: max(1, int(round(len(frames) * calm_fraction)))]]
+    return np.median(metric[calm], axis=0)

@@ -1,0 +1,121 @@
+"""Guide passes of a shot: one folder per resolution and face shape, the one module that
+reads and writes it.
+
+Format ``facegraft.guides`` version 1: a folder ``<shot>/guides_<R>[_<variant>]/`` of
+NumPy ``.npy`` files, each memory-mappable, N = frames of the track, R = resolution:
+
+- ``normals.npy`` (N, R, R, 3) uint8: camera-space unit normals (x right, y up, z towards
+  the camera), stored as round((n + 1) * 127.5).
+- ``uv.npy`` (N, R, R, 2) uint16: canonical UV of the face mesh, stored as uv * 65535.
+- ``depth.npy`` (N, R, R) float16: view depth in centimetres, 0 where there is no face.
+- ``region.npy`` (N, R, R) uint8: 0 background, then ``REGION_LABELS`` (1 skin, 2 brows,
+  3 eyes, 4 lips, 5 mouth interior). The face's alpha is ``region > 0``.
+- ``crops.npy`` (N, 2, 3) float64: plate -> crop similarity transform of each frame (see
+  ``common/crop.py``); NaN where the face is absent.
+- ``present.npy`` (N,) bool.
+- ``meta.json``: format, version, resolution, frame_count, start, crop_width_cm,
+  variant (which shape: "plate" or a shape key's name), inputs (what it was made from).
+
+A folder is written under a temporary name and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FaceGraftError
+
+GUIDES_FORMAT = "facegraft.guides"
+GUIDES_VERSION = 1
+REGION_LABELS = {"skin": 1, "brows": 2, "eyes": 3, "lips": 4, "mouth_interior": 5}
+ARRAYS = {
+    "normals": ((3,), np.uint8),
+    "uv": ((2,), np.uint16),
+    "depth": ((), np.float16),
+    "region": ((), np.uint8),
+}
+
+
+def check_resolution(size: int) -> None:
+    if size % 64 or not 64 <= size <= 1024:
+        raise FaceGraftError(f"resolution {size}: must be a multiple of 64 from 64 to 1024")
+
+
+def guides_dir(shot: Path, size: int, variant: str = "plate") -> Path:
+    suffix = "" if variant == "plate" else "_" + variant.lower().replace(" ", "_")
+    return Path(shot) / f"guides_{size}{suffix}"
+
+
+@dataclass
+class Guides:
+    folder: Path
+    normals: np.ndarray
+    uv: np.ndarray
+    depth: np.ndarray
+    region: np.ndarray
+    crops: np.ndarray
+    present: np.ndarray
+    meta: dict
+
+    @property
+    def alpha(self) -> np.ndarray:
+        return self.region > 0
+
+
+def create_partial(folder: Path, frames: int, size: int) -> Path:
+    """A temporary folder beside ``folder`` holding zero-filled arrays to write into."""
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    for name, (channels, dtype) in ARRAYS.items():
+        np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=dtype,
+                                  shape=(frames, size, size, *channels)).flush()
+    np.save(partial / "crops.npy", np.full((frames, 2, 3), np.nan))
+    np.save(partial / "present.npy", np.zeros(frames, bool))
+    return partial
+
+
+def open_partial_arrays(partial: Path) -> dict[str, np.ndarray]:
+    """The writable arrays of a partial folder (shared between processes)."""
+    return {name: np.load(partial / f"{name}.npy", mmap_mode="r+")
+            for name in (*ARRAYS, "crops", "present")}
+
+
+def finish(partial: Path, folder: Path, meta: dict) -> Path:
+    """Write meta.json and rename the partial folder into place (replacing an older one)."""
+    meta = dict(meta, format=GUIDES_FORMAT, version=GUIDES_VERSION)
+    (partial / "meta.json").write_text(json.dumps(meta, indent=1))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+        os.replace(partial, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, folder)
+    return folder
+
+
+def load_guides(folder: Path) -> Guides:
+    """Open a guides folder (arrays memory-mapped, read-only), checking its version."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceGraftError(f"{folder}: no readable guides (run 'facegraft guides')") from exc
+    if meta.get("format") != GUIDES_FORMAT or meta.get("version") != GUIDES_VERSION:
+        raise FaceGraftError(
+            f"{folder}: guides format {meta.get('format')} v{meta.get('version')} is not "
+            f"supported (this FaceGraft reads {GUIDES_FORMAT} v{GUIDES_VERSION})"
+        )
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
+              for name in (*ARRAYS, "crops", "present")}
+    return Guides(folder=folder, meta=meta, **arrays)

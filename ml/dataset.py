@@ -1,0 +1,129 @@
+"""``facegraft dataset``: aligned training data of a shot, decoded once.
+
+Format ``facegraft.dataset`` version 1: a folder ``<shot>/dataset_<R>/`` holding
+``rgb.npy`` (N, R, R, 3) uint8 aligned RGB crops of the plate (black where the crop
+leaves the frame), ``mask.npy`` (N, R, R) uint8 (255 on the face: the guides' alpha),
+the guide arrays and ``crops.npy``/``present.npy`` of the guides folder it was made
+from (hard links where the file system allows, so nothing is stored twice), and
+``meta.json`` (format, version, resolution, frame_count, start, video, video_sha256,
+guides folder, inputs_key). All arrays are memory-mappable: training never decodes
+video per sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..common.crop import for_opencv
+from ..common.errors import FaceGraftError
+from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
+from ..common.guides_file import check_resolution, guides_dir, load_guides
+from ..common.progress import Progress
+from ..common.samples import sha256_of
+from ..common.track_file import TRACK_FILENAME, load_track
+from .video import probe_video, read_frames
+
+DATASET_FORMAT = "facegraft.dataset"
+DATASET_VERSION = 1
+
+
+def dataset_dir(shot: Path, size: int) -> Path:
+    return Path(shot) / f"dataset_{size}"
+
+
+def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
+                 progress_mode: str = "bar", force: bool = False) -> Path:
+    shot = Path(shot)
+    check_resolution(size)
+    track = load_track(shot / TRACK_FILENAME)
+    if not track.present.any():
+        raise FaceGraftError(f"{shot / TRACK_FILENAME}: no frame with a face")
+    guides = load_guides(guides_dir(shot, size))
+    if guides.meta["frame_count"] != track.frame_count:
+        raise FaceGraftError(f"{guides.folder}: made from another track; run guides again")
+    video = Path(video) if video else Path(track.meta["video"])
+    info = probe_video(video)
+    video_sha = sha256_of(video) if video.is_file() else None
+    if video_sha is not None and video_sha != track.meta["video_sha256"]:
+        raise FaceGraftError(f"{video}: not the video {shot / TRACK_FILENAME} was tracked from")
+    folder = dataset_dir(shot, size)
+    key = hashlib.sha256(json.dumps(
+        [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION]).encode()).hexdigest()
+    meta_path = folder / "meta.json"
+    if not force and meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text()).get("inputs_key") == key:
+                Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)
+                return folder
+        except ValueError:
+            pass
+
+    n = track.frame_count
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    progress = Progress("dataset", n, progress_mode)
+    try:
+        rgb = np.lib.format.open_memmap(partial / "rgb.npy", mode="w+", dtype=np.uint8,
+                                        shape=(n, size, size, 3))
+        mask = np.lib.format.open_memmap(partial / "mask.npy", mode="w+", dtype=np.uint8,
+                                         shape=(n, size, size))
+        start = int(track.meta["start"])
+        crops = np.asarray(guides.crops)
+        for index, frame in read_frames(info, start, start + n):
+            row = index - start
+            if guides.present[row]:
+                rgb[row] = cv2.warpAffine(frame, for_opencv(crops[row]), (size, size),
+                                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                mask[row] = np.where(guides.region[row] > 0, 255, 0)
+            progress.update(row + 1)
+        rgb.flush()
+        mask.flush()
+        del rgb, mask
+        for name in (*GUIDE_ARRAYS, "crops", "present"):
+            _link_or_copy(guides.folder / f"{name}.npy", partial / f"{name}.npy")
+        (partial / "meta.json").write_text(json.dumps({
+            "format": DATASET_FORMAT, "version": DATASET_VERSION, "resolution": size,
+            "frame_count": n, "start": start, "video": str(video.resolve()),
+            "video_sha256": video_sha, "guides": guides.folder.name, "inputs_key": key,
+        }, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(partial, folder)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, FaceGraftError):
+            progress.error(str(exc))
+        raise
+    progress.finish(output=str(folder), frames=n)
+    return folder
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def load_dataset(folder: Path) -> dict:
+    """The dataset's arrays (memory-mapped, read-only) and its meta under "meta"."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceGraftError(f"{folder}: no readable dataset (run 'facegraft dataset')") from exc
+    if meta.get("format") != DATASET_FORMAT or meta.get("version") != DATASET_VERSION:
+        raise FaceGraftError(f"{folder}: dataset format version {meta.get('version')} is "
+                             f"not supported (this FaceGraft reads {DATASET_VERSION})")
+    names = ("rgb", "mask", *GUIDE_ARRAYS, "crops", "present")
+    out = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
+    out["meta"] = meta
+    return out
