@@ -3,9 +3,9 @@
 The contours are MediaPipe's own (``FaceLandmarksConnections``: lips, eyes, eyebrows),
 written out as closed loops of landmark indices. A vertex belongs to a region when its
 canonical UV lies on or inside that region's loop; UV space is flat, so a 2D
-point-in-polygon test is exact there. The canonical mesh has holes at the eyes and the
-mouth: "mouth_interior" is the ring of vertices around the mouth hole (the inner lip
-line), which is where a renderer fills the hole; "eyes" likewise holds the eye rings.
+point-in-polygon test is exact there. "mouth_interior" is the inner lip line: the mesh's
+triangles spanning the mouth opening have all their corners on it; "eyes" holds each eye's
+rim, whose triangles cover the eye.
 """
 
 from __future__ import annotations

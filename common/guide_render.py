@@ -1,9 +1,9 @@
 """Guide passes of the face mesh for one frame, rendered in aligned-crop space.
 
-The canonical mesh has holes at the eyes and the mouth. For the guides they are closed
-with a fan of triangles around each hole (one extra vertex at the hole's centre), labelled
-"eyes" and "mouth_interior", so the face's alpha covers the whole face and the network
-knows where the mouth opening is. The Blender mesh itself keeps MediaPipe's topology.
+MediaPipe's canonical mesh is closed over the eyes and the mouth: triangles whose three
+corners all lie on the inner lip line span the mouth opening (18 of them) and those on an
+eye's rim span the eye (14 each). They are labelled "mouth_interior" and "eyes", so the
+region pass shows exactly where the mouth is open and the face's alpha is whole.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import numpy as np
 from .camera import Intrinsics, project
 from .canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
 from .crop import apply
-from .face_regions import LEFT_EYE, LIPS_INNER, RIGHT_EYE, region_vertices
+from .face_regions import LIPS_INNER, region_vertices
 from .guides_file import REGION_LABELS
 from .raster import rasterize
-
-HOLES = (("mouth_interior", LIPS_INNER), ("eyes", LEFT_EYE), ("eyes", RIGHT_EYE))
 
 
 class GuideRenderer:
@@ -27,36 +25,17 @@ class GuideRenderer:
         self.size = size
         mesh = load_canonical_mesh()
         regions = region_vertices(mesh.uvs)
-        base = mesh.triangles.astype(np.int64)
-        labels = np.full(len(base), REGION_LABELS["skin"], np.uint8)
+        self.triangles = mesh.triangles.astype(np.int64)
+        labels = np.full(len(self.triangles), REGION_LABELS["skin"], np.uint8)
         for name in ("brows", "lips", "eyes"):
             members = np.zeros(NUM_MESH_VERTICES, bool)
             members[regions[name]] = True
-            labels[members[base].all(axis=1)] = REGION_LABELS[name]
-        fans, fan_labels, self.loops = [], [], []
-        canonical = mesh.vertices.astype(np.float64)
-        for k, (name, loop) in enumerate(HOLES):
-            centre = NUM_MESH_VERTICES + k
-            ring = np.asarray(loop)
-            tris = np.stack([ring, np.roll(ring, -1), np.full_like(ring, centre)], axis=1)
-            # Wind the fan like the rest of the mesh: facing +z in canonical space.
-            points = np.vstack([canonical, [canonical[ring].mean(axis=0)]])
-            local = np.where(tris == centre, len(canonical), tris)
-            a, b, c = points[local[:, 0]], points[local[:, 1]], points[local[:, 2]]
-            if np.cross(b - a, c - a)[:, 2].sum() < 0:
-                tris = tris[:, [1, 0, 2]]
-            fans.append(tris)
-            fan_labels.append(np.full(len(tris), REGION_LABELS[name], np.uint8))
-            self.loops.append(ring)
-        self.triangles = np.vstack([base, *fans])
-        self.triangle_region = np.concatenate([labels, *fan_labels])
-        hole_uvs = [mesh.uvs[ring].mean(axis=0) for ring in self.loops]
-        self.uvs = np.vstack([mesh.uvs, hole_uvs]).astype(np.float32)
-
-    def closed_vertices(self, vertices: np.ndarray) -> np.ndarray:
-        """The 468 mesh vertices plus one at the centre of each hole."""
-        centres = [vertices[ring].mean(axis=0) for ring in self.loops]
-        return np.vstack([vertices[:NUM_MESH_VERTICES], centres])
+            labels[members[self.triangles].all(axis=1)] = REGION_LABELS[name]
+        inner_lips = np.zeros(NUM_MESH_VERTICES, bool)
+        inner_lips[list(LIPS_INNER)] = True
+        labels[inner_lips[self.triangles].all(axis=1)] = REGION_LABELS["mouth_interior"]
+        self.triangle_region = labels
+        self.uvs = mesh.uvs.astype(np.float32)
 
     def vertex_normals(self, points: np.ndarray) -> np.ndarray:
         a, b, c = (points[self.triangles[:, i]] for i in range(3))
@@ -70,7 +49,7 @@ class GuideRenderer:
                intr: Intrinsics) -> dict[str, np.ndarray]:
         """Guides of one frame from the mesh's camera-space vertices (468, 3) in cm and
         the frame's plate -> crop transform, encoded as stored (see guides_file)."""
-        points = self.closed_vertices(camera_points.astype(np.float64))
+        points = camera_points[:NUM_MESH_VERTICES].astype(np.float64)
         pixels = apply(crop, project(points, intr)[None])[0]
         raster = rasterize(pixels, -points[:, 2], self.triangles, self.size)
         covered = raster.triangle >= 0

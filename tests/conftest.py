@@ -60,3 +60,23 @@ def franck_shot(franck, tmp_path_factory) -> Path:
     result = run_cli("track", franck, "--shot", shot, "--progress", "json")
     assert result.returncode == 0, result.stderr
     return shot
+
+
+@pytest.fixture(scope="session")
+def franck300_shot(franck, tmp_path_factory) -> Path:
+    """franck.mp4 frames 0..299 tracked and built into shot/scene.blend by the command line."""
+    shot = tmp_path_factory.mktemp("franck300")
+    result = run_cli("track", franck, "--shot", shot, "--end", "300", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("build", "--shot", shot, "--blend", shot / "scene.blend")
+    assert result.returncode == 0, result.stderr
+    return shot
+
+
+@pytest.fixture(scope="session")
+def franck300_guides(franck300_shot) -> Path:
+    """The 256x256 guides of franck300_shot."""
+    result = run_cli("guides", "--shot", franck300_shot, "--blend", franck300_shot / "scene.blend",
+                     "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    return franck300_shot / "guides_256"

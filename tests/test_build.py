@@ -21,14 +21,8 @@ from mathutils import Vector
 
 
 @pytest.fixture(scope="module")
-def short_shot(franck, tmp_path_factory, cli) -> Path:
-    """franck.mp4 frames 0..299 tracked, built into shot/scene.blend by the command line."""
-    shot = tmp_path_factory.mktemp("franck300")
-    result = cli("track", franck, "--shot", shot, "--end", "300", "--progress", "none")
-    assert result.returncode == 0, result.stderr
-    result = cli("build", "--shot", shot, "--blend", shot / "scene.blend")
-    assert result.returncode == 0, result.stderr
-    return shot
+def short_shot(franck300_shot) -> Path:
+    return franck300_shot
 
 
 def _projected_vertices(scene, frame: int) -> np.ndarray:
