@@ -34,6 +34,9 @@ demo: $(STAMP) samples
 
 bench: $(STAMP) samples
 	$(BIN)/python bench/track.py $(SAMPLES)/franck.mp4
+	rm -rf out/bench && mkdir -p out/bench/franck
+	$(BIN)/python bench/guides.py $(SAMPLES)/franck.mp4 --shot out/bench/franck
+	$(BIN)/python bench/dataset.py out/bench/franck
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,96 @@
+"""Geometry transfer: the plate's face mesh takes the source's face shape, keeps the
+plate's expression, and guides follow an artist's sculpt of the shape key."""
+
+from __future__ import annotations
+
+import bpy  # noqa: E402
+import numpy as np
+import pytest
+from facegraft.addon.build_stage import save_blend_atomic, transfer_blend  # noqa: E402
+from facegraft.addon.scene_build import FACE_NAME  # noqa: E402
+from facegraft.addon.transfer import SHAPE_KEY, neutral_shape_cm, rigid_align  # noqa: E402
+from facegraft.common.errors import FaceGraftError
+from facegraft.common.guides_file import load_guides
+from facegraft.common.head_pose import neutral_shape
+from facegraft.common.track_file import TRACK_FILENAME, load_track, save_track
+
+
+@pytest.fixture(scope="module")
+def plate_shot(single_face, tmp_path_factory, cli):
+    shot = tmp_path_factory.mktemp("plate")
+    for args in (("track", single_face, "--shot", shot, "--progress", "none"),
+                 ("build", "--shot", shot, "--blend", shot / "scene.blend")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    return shot
+
+
+def _rms(a, b):
+    return float(np.sqrt(((rigid_align(a, b) - b) ** 2).sum(axis=1).mean()))
+
+
+def _evaluated_shapes(frames):
+    scene = bpy.context.scene
+    face = bpy.data.objects[FACE_NAME]
+    out = []
+    for frame in frames:
+        scene.frame_set(frame)
+        evaluated = face.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        co = np.empty(len(evaluated.data.vertices) * 3, np.float32)
+        evaluated.data.vertices.foreach_get("co", co)
+        out.append(co.reshape(-1, 3) * 100)
+    return np.array(out)
+
+
+def test_source_shape_with_plate_expression(plate_shot, franck_shot):
+    blend = plate_shot / "scene.blend"
+    transfer_blend(franck_shot, blend)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    plate = load_track(plate_shot / TRACK_FILENAME)
+    source = load_track(franck_shot / TRACK_FILENAME)
+    face = bpy.data.objects[FACE_NAME]
+    assert face.data.shape_keys.key_blocks[SHAPE_KEY].value == 1.0
+    shapes = _evaluated_shapes(range(1, plate.frame_count + 1))
+    names = plate.meta["blendshape_names"]
+    transferred = neutral_shape(shapes, plate.blendshapes_raw, names, plate.present)
+    to_source = _rms(transferred, neutral_shape_cm(source, franck_shot))
+    to_plate = _rms(transferred, neutral_shape_cm(plate, plate_shot))
+    print(f"transferred neutral: {to_source:.3f} cm from the source's, {to_plate:.3f} cm from "
+          "the plate's own")
+    assert to_source < to_plate / 5
+    # The mouth still opens and closes with the plate: the inner-lip gap (landmark 13 over
+    # 14) of the transferred mesh against the plate's own.
+    gap = shapes[:, 13, 1] - shapes[:, 14, 1]
+    plate_gap = plate.metric_landmarks[:, 13, 1] - plate.metric_landmarks[:, 14, 1]
+    assert np.corrcoef(gap, plate_gap)[0, 1] > 0.99
+    assert np.ptp(gap) > 0.5 * np.ptp(plate_gap)
+    assert gap.min() > -0.05  # the lips do not cross when the plate's mouth closes
+
+
+def test_guides_follow_a_sculpted_shape_key(plate_shot, franck_shot, cli):
+    blend = plate_shot / "scene.blend"
+    transfer_blend(franck_shot, blend)
+    args = ("guides", "--shot", plate_shot, "--blend", blend, "--shape-key", SHAPE_KEY,
+            "--progress", "none", "--force")
+    assert cli(*args).returncode == 0
+    before = np.array(load_guides(plate_shot / "guides_256_source_identity").depth[10])
+    # The artist pulls the nose tip 2 cm out of the face in the shape key.
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    key = bpy.data.objects[FACE_NAME].data.shape_keys.key_blocks[SHAPE_KEY]
+    key.data[1].co.z += 0.02
+    save_blend_atomic(blend)
+    assert cli(*args).returncode == 0
+    after = np.array(load_guides(plate_shot / "guides_256_source_identity").depth[10])
+    changed = (np.abs(after.astype(np.float32) - before.astype(np.float32)) > 0.5)
+    assert 20 < changed.sum() < 2000  # around the nose tip, not the whole face
+
+
+def test_source_without_faces_is_refused(plate_shot, franck_shot, tmp_path):
+    empty = load_track(franck_shot / TRACK_FILENAME)
+    empty.present[:] = False
+    save_track(empty, tmp_path / TRACK_FILENAME)
+    blend = plate_shot / "scene.blend"
+    before = blend.read_bytes()
+    with pytest.raises(FaceGraftError, match="no frame with a face"):
+        transfer_blend(tmp_path, blend)
+    assert blend.read_bytes() == before
