@@ -61,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     guides.add_argument("--shot", type=Path, required=True, help="shot folder with track.npz")
     guides.add_argument("--blend", type=Path, required=True, help="the shot's .blend")
     guides.add_argument("--size", type=int, default=256, help="crop resolution (multiple of 64)")
-    guides.add_argument("--shape-key", default=None,
-                        help="render with this shape key on (e.g. 'Source Identity')")
+    guides.add_argument("--shape-key", action="append", default=[], metavar="NAME",
+                        help="also render with this shape key on, into guides_<R>_<name> "
+                             "(e.g. 'Source Identity'); repeatable")
+    guides.add_argument("--no-plate", action="store_true",
+                        help="skip the plate's own shape (only the --shape-key variants)")
     guides.add_argument("--workers", type=int, default=None, help="Blender processes")
     guides.add_argument("--force", action="store_true")
     guides.add_argument("--progress", choices=MODES, default="bar")
@@ -108,10 +111,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.stage == "guides":
         from .ml.guides import make_guides
 
-        path = make_guides(args.shot, args.blend, size=args.size, shape_key=args.shape_key,
-                           workers=args.workers, progress_mode=args.progress, force=args.force)
-        if args.progress != "json":
-            print(path)
+        variants = ([] if args.no_plate else [None]) + args.shape_key
+        for shape_key in variants:
+            path = make_guides(args.shot, args.blend, size=args.size, shape_key=shape_key,
+                               workers=args.workers, progress_mode=args.progress,
+                               force=args.force)
+            if args.progress != "json":
+                print(path)
     elif args.stage == "dataset":
         from .ml.dataset import make_dataset
 

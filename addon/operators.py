@@ -9,6 +9,8 @@ import bpy
 from ..common.errors import FaceGraftError
 from .build_stage import build_into_scene
 from .preferences import get_preferences
+from .scene_build import FACE_NAME
+from .transfer import SHAPE_KEY, transfer_into_scene
 from .worker import WorkerJob, resolve_worker_python
 
 
@@ -59,45 +61,56 @@ class FACEGRAFT_OT_load_plate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEGRAFT_OT_track(bpy.types.Operator):
-    """Track the plate's face in the worker process (ESC cancels)"""
+def source_shot_folder(context) -> Path | None:
+    """The source footage's shot folder: beside the footage, named after it."""
+    source = context.scene.facegraft.source
+    if not source:
+        return None
+    path = Path(bpy.path.abspath(source))
+    return path.with_name(path.stem + ".facegraft")
 
-    bl_idname = "facegraft.track"
-    bl_label = "Track"
+
+class WorkerStageOperator:
+    """A stage that runs in the worker process: modal with a progress bar, ESC cancels,
+    Blender stays responsive; in background mode it simply waits."""
+
+    stage = ""  # the worker's stage name
+    state_name = ""  # which FaceGraftStageState of the scene shows it
 
     _job: WorkerJob | None = None
     _timer = None
 
+    def worker_args(self, context) -> list[str]:
+        raise NotImplementedError
+
     def execute(self, context):
-        plate, folder = shot_paths(context)
-        state = context.scene.facegraft.track
+        state = getattr(context.scene.facegraft, self.state_name)
         try:
-            if plate is None or folder is None:
-                raise FaceGraftError("load a plate and set a shot folder first")
+            args = self.worker_args(context)
             prefs = get_preferences(context)
             python = resolve_worker_python(prefs.worker_python if prefs else "")
             cache = bpy.path.abspath(prefs.cache_folder) if prefs and prefs.cache_folder else ""
-            self._job = WorkerJob(python, "track", [str(plate), "--shot", str(folder)], cache)
+            self._job = WorkerJob(python, self.stage, args, cache)
             self._job.start()
         except FaceGraftError as exc:
             state.status, state.message = "FAILED", str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         state.status, state.progress, state.message = "RUNNING", 0.0, ""
-        wm = context.window_manager
         if bpy.app.background:  # no event loop (blender -b, bpy module): wait here
             return self._finish(context, self._job.wait())
+        wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        state = context.scene.facegraft.track
+        state = getattr(context.scene.facegraft, self.state_name)
         if event.type == "ESC":
             self._job.cancel()
             state.status, state.message = "NOT_RUN", "cancelled"
-            self.report({"WARNING"}, "Track cancelled")
+            self.report({"WARNING"}, f"{self.bl_label} cancelled")
             self._cleanup(context)
             return {"CANCELLED"}
         if event.type != "TIMER":
@@ -114,12 +127,12 @@ class FACEGRAFT_OT_track(bpy.types.Operator):
         return {"PASS_THROUGH"}
 
     def _finish(self, context, returncode: int):
-        state = context.scene.facegraft.track
+        state = getattr(context.scene.facegraft, self.state_name)
         if returncode == 0:
             state.status, state.progress, state.message = "DONE", 1.0, ""
             return {"FINISHED"}
         state.status, state.message = "FAILED", self._job.failure(returncode)
-        self.report({"ERROR"}, f"Track failed: {state.message}")
+        self.report({"ERROR"}, f"{self.bl_label} failed: {state.message}")
         return {"CANCELLED"}
 
     def _cleanup(self, context):
@@ -128,6 +141,92 @@ class FACEGRAFT_OT_track(bpy.types.Operator):
             wm.event_timer_remove(self._timer)
             self._timer = None
         wm.progress_end()
+
+
+class FACEGRAFT_OT_track(WorkerStageOperator, bpy.types.Operator):
+    """Track the plate's face in the worker process (ESC cancels)"""
+
+    bl_idname = "facegraft.track"
+    bl_label = "Track"
+    stage, state_name = "track", "track"
+
+    def worker_args(self, context):
+        plate, folder = shot_paths(context)
+        if plate is None or folder is None:
+            raise FaceGraftError("load a plate and set a shot folder first")
+        return [str(plate), "--shot", str(folder)]
+
+
+class FACEGRAFT_OT_track_source(WorkerStageOperator, bpy.types.Operator):
+    """Track the source footage's face (into a shot folder beside it)"""
+
+    bl_idname = "facegraft.track_source"
+    bl_label = "Track Source"
+    stage, state_name = "track", "source_track"
+
+    def worker_args(self, context):
+        folder = source_shot_folder(context)
+        if folder is None:
+            raise FaceGraftError("set the source footage first")
+        return [bpy.path.abspath(context.scene.facegraft.source), "--shot", str(folder)]
+
+
+class FACEGRAFT_OT_guides(WorkerStageOperator, bpy.types.Operator):
+    """Render the guide passes (plate shape, and source shape when transferred)"""
+
+    bl_idname = "facegraft.guides"
+    bl_label = "Guides"
+    stage, state_name = "guides", "guides"
+
+    def worker_args(self, context):
+        _, folder = shot_paths(context)
+        if folder is None:
+            raise FaceGraftError("set a shot folder first")
+        # The worker's Blender processes read the scene from a saved copy of this file.
+        copy = folder / ".facegraft_guides_scene.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True)
+        args = ["--shot", str(folder), "--blend", str(copy)]
+        face = bpy.data.objects.get(FACE_NAME)
+        keys = face.data.shape_keys if face else None
+        if keys and SHAPE_KEY in keys.key_blocks:  # the swap needs the source-shaped passes
+            args += ["--shape-key", SHAPE_KEY]
+        return args
+
+
+class FACEGRAFT_OT_dataset(WorkerStageOperator, bpy.types.Operator):
+    """Write aligned crops, masks and guides of the plate for training"""
+
+    bl_idname = "facegraft.dataset"
+    bl_label = "Dataset"
+    stage, state_name = "dataset", "dataset"
+
+    def worker_args(self, context):
+        _, folder = shot_paths(context)
+        if folder is None:
+            raise FaceGraftError("set a shot folder first")
+        return ["--shot", str(folder)]
+
+
+class FACEGRAFT_OT_transfer(bpy.types.Operator):
+    """Give the plate's face mesh the source person's face shape (an editable shape key)"""
+
+    bl_idname = "facegraft.transfer"
+    bl_label = "Transfer Geometry"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        state = context.scene.facegraft.transfer
+        try:
+            folder = source_shot_folder(context)
+            if folder is None:
+                raise FaceGraftError("set the source footage and track it first")
+            transfer_into_scene(folder)
+        except FaceGraftError as exc:
+            state.status, state.message = "FAILED", str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        state.status, state.progress, state.message = "DONE", 1.0, ""
+        return {"FINISHED"}
 
 
 class FACEGRAFT_OT_build_scene(bpy.types.Operator):
@@ -152,5 +251,8 @@ class FACEGRAFT_OT_build_scene(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_track, FACEGRAFT_OT_build_scene)
+classes = (
+    FACEGRAFT_OT_load_plate, FACEGRAFT_OT_track, FACEGRAFT_OT_track_source,
+    FACEGRAFT_OT_build_scene, FACEGRAFT_OT_transfer, FACEGRAFT_OT_guides, FACEGRAFT_OT_dataset,
+)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -9,6 +9,10 @@ from .stage_status import stage_status
 STAGE_ROWS = (
     ("track", "Track", "facegraft.track", "TRACKING"),
     ("build", "Build Scene", "facegraft.build_scene", "SCENE_DATA"),
+    ("source_track", "Track Source", "facegraft.track_source", "TRACKING"),
+    ("transfer", "Transfer Geometry", "facegraft.transfer", "SHAPEKEY_DATA"),
+    ("guides", "Guides", "facegraft.guides", "NODE_MATERIAL"),
+    ("dataset", "Dataset", "facegraft.dataset", "FILE_CACHE"),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-STAGES = ("track", "build")
+STAGES = ("track", "build", "source_track", "transfer", "guides", "dataset")
 STATUS_ITEMS = (
     ("NOT_RUN", "Not Run", ""),
     ("RUNNING", "Running", ""),
@@ -30,6 +30,10 @@ class FaceGraftShot(bpy.types.PropertyGroup):
                                           description="Where every stage writes its files")
     track: bpy.props.PointerProperty(type=FaceGraftStageState)
     build: bpy.props.PointerProperty(type=FaceGraftStageState)
+    source_track: bpy.props.PointerProperty(type=FaceGraftStageState)
+    transfer: bpy.props.PointerProperty(type=FaceGraftStageState)
+    guides: bpy.props.PointerProperty(type=FaceGraftStageState)
+    dataset: bpy.props.PointerProperty(type=FaceGraftStageState)
 
 
 classes = (FaceGraftStageState, FaceGraftShot)

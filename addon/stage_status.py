@@ -11,8 +11,12 @@ from pathlib import Path
 
 import bpy
 
+from ..common.guides_file import guides_dir
 from ..common.track_file import TRACK_FILENAME, read_track_meta
 from .scene_build import FACE_NAME
+from .transfer import SHAPE_KEY
+
+DEFAULT_SIZE = 256
 
 _meta_cache: dict[Path, tuple[int, dict | None]] = {}
 
@@ -35,9 +39,26 @@ def stage_status(scene: bpy.types.Scene, stage: str) -> str:
     state = getattr(shot, stage)
     if state.status in {"RUNNING", "FAILED"}:
         return state.status
+    if stage == "source_track":
+        if not shot.source:
+            return "NOT_RUN"
+        source = Path(bpy.path.abspath(shot.source))
+        meta = cached_track_meta(source.with_name(source.stem + ".facegraft"))
+        if meta is None:
+            return "NOT_RUN"
+        return "DONE" if Path(meta.get("video", "")) == source else "STALE"
+    if stage == "transfer":
+        face = scene.objects.get(FACE_NAME)
+        keys = face.data.shape_keys if face else None
+        return "DONE" if keys and SHAPE_KEY in keys.key_blocks else "NOT_RUN"
     if not shot.shot_folder:
         return "NOT_RUN"
-    meta = cached_track_meta(Path(bpy.path.abspath(shot.shot_folder)))
+    folder = Path(bpy.path.abspath(shot.shot_folder))
+    if stage == "guides":
+        return "DONE" if (guides_dir(folder, DEFAULT_SIZE) / "meta.json").is_file() else "NOT_RUN"
+    if stage == "dataset":
+        return "DONE" if (folder / f"dataset_{DEFAULT_SIZE}" / "meta.json").is_file() else "NOT_RUN"
+    meta = cached_track_meta(folder)
     if stage == "track":
         if meta is None:
             return "NOT_RUN"

@@ -37,6 +37,11 @@ def single_face() -> Path:
 
 
 @pytest.fixture(scope="session")
+def carphone() -> Path:
+    return sample_path("carphone_pristine.mp4")
+
+
+@pytest.fixture(scope="session")
 def face_noface() -> Path:
     return sample_path("face_noface.mov")
 

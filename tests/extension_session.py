@@ -11,7 +11,7 @@ import bpy  # must come first: it puts Blender's own modules (addon_utils) on th
 import addon_utils
 # isort: on
 
-zip_path, plate, shot = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+zip_path, plate, shot, source = (Path(arg) for arg in sys.argv[1:5])
 found = {}
 
 bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
@@ -62,6 +62,16 @@ scene.facegraft.plate = str(plate)
 face = bpy.data.objects.get("FaceGraft Face")
 found["face_vertices"] = len(face.data.vertices) if face else 0
 found["frame_end"] = scene.frame_end
+
+# The rest of the panel's stages, in order.
+scene.facegraft.source = str(source)
+found["track_source"] = sorted(bpy.ops.facegraft.track_source())
+found["transfer"] = sorted(bpy.ops.facegraft.transfer())
+found["guides"] = sorted(bpy.ops.facegraft.guides())
+found["dataset"] = sorted(bpy.ops.facegraft.dataset())
+found["outputs"] = sorted(p.name for p in shot.iterdir() if not p.name.startswith("."))
+found["statuses"] = [status(scene, stage) for stage in
+                     ("track", "build", "source_track", "transfer", "guides", "dataset")]
 
 # The command registered for 'blender -b -c facegraft ...'.
 cli = sys.modules[module + ".addon.cli_command"]

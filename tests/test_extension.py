@@ -14,7 +14,7 @@ BUILD_TOOL = (Path(sysconfig.get_paths()["platlib"]) / "bpy" / "5.0" / "scripts"
               / "bl_pkg" / "cli" / "blender_ext.py")
 
 
-def test_extension_installs_registers_and_runs(tmp_path, single_face):
+def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
     dist = tmp_path / "dist"
     dist.mkdir()
     built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
@@ -24,9 +24,12 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face):
 
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     shot = tmp_path / "shot"
+    source = tmp_path / "source" / "carphone.mp4"  # the source's shot folder goes beside it
+    source.parent.mkdir()
+    source.write_bytes(carphone.read_bytes())
     session = subprocess.run(
         [sys.executable, str(REPO / "tests" / "extension_session.py"), str(zip_path),
-         str(single_face), str(shot)],
+         str(single_face), str(shot), str(source)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     lines = [ln for ln in session.stdout.splitlines() if ln.startswith("FINDINGS ")]
@@ -43,6 +46,12 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face):
     assert found["status_after_build"] == ["DONE", "DONE"]
     assert found["status_other_plate"] == "STALE"
     assert found["face_vertices"] == 468 and found["frame_end"] == 72
+    assert [found[k] for k in ("track_source", "transfer", "guides", "dataset")] == [
+        ["FINISHED"]] * 4
+    assert {"track.npz", "face_shape.pc2", "guides_256",
+            "guides_256_source_identity", "dataset_256"} <= set(found["outputs"])
+    assert found["statuses"] == ["DONE"] * 6
+    assert (source.parent / "carphone.facegraft" / "track.npz").is_file()
     assert found["cli_build"] == 0 and found["cli_blend"]
     assert found["cli_bad"] == 1
     # The user folder holds the extension; nothing was written to the real one.
