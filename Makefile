@@ -30,7 +30,12 @@ demo: $(STAMP) samples
 	$(BIN)/facegraft track $(SAMPLES)/single_face.mp4 --shot out/demo/plate
 	$(BIN)/facegraft preview --shot out/demo/plate --out out/demo/track_preview.mp4
 	$(BIN)/facegraft build --shot out/demo/plate --blend out/demo/plate/scene.blend
-	@echo "demo: out/demo/track_preview.mp4 and out/demo/plate/scene.blend"
+	$(BIN)/facegraft track $(SAMPLES)/franck.mp4 --shot out/demo/source
+	$(BIN)/facegraft transfer --source out/demo/source --blend out/demo/plate/scene.blend
+	$(BIN)/facegraft guides --shot out/demo/plate --blend out/demo/plate/scene.blend \
+		--shape-key "Source Identity"
+	$(BIN)/facegraft dataset --shot out/demo/plate
+	@echo "demo: out/demo/track_preview.mp4, out/demo/plate/scene.blend, guides and dataset in out/demo/plate"
 
 bench: $(STAMP) samples
 	$(BIN)/python bench/track.py $(SAMPLES)/franck.mp4
