@@ -78,6 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--force", action="store_true")
     dataset.add_argument("--progress", choices=MODES, default="bar")
 
+    train = stages.add_parser("train", help="train the swap model on a source and a target shot")
+    train.add_argument("--source", type=Path, required=True, help="source shot folder")
+    train.add_argument("--target", type=Path, required=True, help="target (plate) shot folder")
+    train.add_argument("--run", type=Path, required=True, help="run folder for checkpoints")
+    train.add_argument("--profile", default="cpu", help="tiny, cpu, gpu or hq")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=float, default=None)
+    length.add_argument("--steps", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--checkpoint-every", type=int, default=200)
+    train.add_argument("--preview-every", type=int, default=200)
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--source-frames", default=None, metavar="FIRST:END")
+    train.add_argument("--target-frames", default=None, metavar="FIRST:END")
+    train.add_argument("--no-guides", action="store_true",
+                       help="the same network without CG guidance (the ablation)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the run's last checkpoint")
+    train.add_argument("--progress", choices=MODES, default="bar")
+
+    swap = stages.add_parser("swap", help="render the target's frames as the source person")
+    swap.add_argument("--run", type=Path, required=True)
+    swap.add_argument("--target", type=Path, required=True, help="target (plate) shot folder")
+    swap.add_argument("--frames", default=None, metavar="FIRST:END")
+    swap.add_argument("--guides", default=None, metavar="SHAPE_KEY",
+                      help="guides variant (default: 'Source Identity' when it exists)")
+    swap.add_argument("--progress", choices=MODES, default="bar")
+
+    evaluation = stages.add_parser("eval", help="metrics of swapped faces as JSON")
+    evaluation.add_argument("--target", type=Path, required=True)
+    evaluation.add_argument("--swap", action="append", required=True, metavar="NAME=FOLDER",
+                            help="a swap folder to score, named (repeatable)")
+    evaluation.add_argument("--source", type=Path, default=None,
+                            help="source shot (for the identity distances)")
+    evaluation.add_argument("--self-reenactment", action="store_true",
+                            help="the target is the source person: score SSIM/PSNR")
+    evaluation.add_argument("--out", type=Path, required=True)
+
     preview = stages.add_parser("preview", help="draw a shot's track over its video")
     preview.add_argument("--shot", type=Path, required=True)
     preview.add_argument("--out", type=Path, required=True, help="output .mp4")
@@ -125,6 +163,33 @@ def run(args: argparse.Namespace) -> int:
                             progress_mode=args.progress, force=args.force)
         if args.progress != "json":
             print(path)
+    elif args.stage == "train":
+        from .ml.train import TrainOptions, train
+
+        options = TrainOptions(
+            profile=args.profile, batch_size=args.batch_size, steps=args.steps,
+            minutes=args.minutes, checkpoint_every=args.checkpoint_every,
+            preview_every=args.preview_every, seed=args.seed,
+            source_frames=args.source_frames, target_frames=args.target_frames)
+        path = train(args.source, args.target, args.run, options, resume=args.resume,
+                     progress_mode=args.progress, use_guides=not args.no_guides)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "swap":
+        from .ml.swap import swap
+
+        path = swap(args.run, args.target, frames=args.frames, variant=args.guides,
+                    progress_mode=args.progress)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "eval":
+        from .ml.evaluate import evaluate
+
+        swaps = {}
+        for item in args.swap:
+            name, _, folder = item.rpartition("=")
+            swaps[name or Path(folder).name] = Path(folder)
+        print(evaluate(args.target, swaps, args.out, args.self_reenactment, args.source))
     elif args.stage == "preview":
         from .ml.preview import write_track_preview
 

@@ -1,0 +1,114 @@
+"""Training checkpoints: ``.safetensors`` weights plus a JSON sidecar. One module.
+
+Format ``facegraft.checkpoint`` version 1, in a run folder:
+
+- ``checkpoint-<step>.safetensors``: the model's tensors under ``model.<name>``, the
+  optimizer's per-parameter state under ``optim.<index>.<key>`` and the torch RNG state
+  under ``rng.torch``.
+- ``checkpoint.json``: ``format``, ``version``, ``step``, ``config`` (the SwapConfig),
+  ``weights`` (the file name above), ``weights_sha256``, ``optimizer`` (param_groups
+  hyper-parameters), ``options`` (the training options), ``elapsed_s``.
+
+Saving writes the weights under a new name, then the sidecar (each through a temporary
+file and a rename), then deletes the previous weights: at any moment, even after
+``kill -9``, ``checkpoint.json`` names a complete weights file. Loading never unpickles:
+safetensors and JSON only, and the sha256 is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..common.atomic import atomic_path, write_bytes_atomic
+from ..common.errors import FaceGraftError
+
+CHECKPOINT_FORMAT = "facegraft.checkpoint"
+CHECKPOINT_VERSION = 1
+SIDECAR = "checkpoint.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None, config: dict, options: dict,
+                    elapsed_s: float) -> Path:
+    run = Path(run)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_groups = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for index, values in state["state"].items():
+            for key, value in values.items():
+                tensor = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"optim.{index}.{key}"] = tensor.detach().cpu().contiguous()
+        optimizer_groups = state["param_groups"]
+    tensors["rng.torch"] = torch.get_rng_state()
+    weights = run / f"checkpoint-{step:08d}.safetensors"
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp))
+    previous = read_sidecar(run) if (run / SIDECAR).is_file() else None
+    sidecar = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step,
+        "config": config, "weights": weights.name, "weights_sha256": _sha256(weights),
+        "optimizer": optimizer_groups, "options": options, "elapsed_s": elapsed_s,
+    }
+    write_bytes_atomic(run / SIDECAR, json.dumps(sidecar, indent=1).encode())
+    if previous and previous["weights"] != weights.name:
+        (run / previous["weights"]).unlink(missing_ok=True)
+    return weights
+
+
+def read_sidecar(run: Path) -> dict:
+    path = Path(run) / SIDECAR
+    try:
+        sidecar = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceGraftError(f"{path}: no readable checkpoint ({exc})") from exc
+    if sidecar.get("format") != CHECKPOINT_FORMAT:
+        raise FaceGraftError(f"{path}: not a FaceGraft checkpoint")
+    if sidecar.get("version") != CHECKPOINT_VERSION:
+        raise FaceGraftError(
+            f"{path}: checkpoint format version {sidecar.get('version')} is not supported "
+            f"(this FaceGraft reads version {CHECKPOINT_VERSION})"
+        )
+    return sidecar
+
+
+def load_checkpoint(run: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The sidecar and the verified tensors of a run's latest checkpoint."""
+    sidecar = read_sidecar(run)
+    weights = Path(run) / sidecar["weights"]
+    if not weights.is_file():
+        raise FaceGraftError(f"{weights}: the checkpoint's weights file is missing")
+    if _sha256(weights) != sidecar["weights_sha256"]:
+        raise FaceGraftError(f"{weights}: truncated or changed (sha256 differs from the sidecar)")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types)
+        raise FaceGraftError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    return sidecar, tensors
+
+
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, sidecar: dict,
+            tensors: dict[str, torch.Tensor]) -> None:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if optimizer is not None and sidecar.get("optimizer") is not None:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": sidecar["optimizer"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])

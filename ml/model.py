@@ -1,0 +1,159 @@
+"""The swap network: one file, one configuration dataclass.
+
+A shared encoder reads an aligned face crop; one decoder per identity renders that
+identity's face from the encoder's code, conditioned at every scale on the CG guides of
+the frame (camera-space normals, canonical UV, region one-hot) and on a learned *neural
+texture* per identity (Deferred Neural Rendering): a C-channel image in the face mesh's
+UV space, sampled through the UV guide, so each pixel knows which point of the face it
+shows and appearance can be stored where it belongs instead of being re-derived by a big
+network. Without guides (``use_guides=False``) the same decoders run unconditioned: the
+ablation that measures what the guides bring.
+
+There are no skip connections from the encoder: everything the decoder knows about the
+frame passes through the code (pose and expression, lighting) or comes from the guides
+(geometry), which is what lets the source decoder render the plate's frame as the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
+GUIDE_CHANNELS = 3 + 2 + NUM_REGIONS  # normals, uv, region one-hot
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    resolution: int = 128  # crop size the model works at
+    base_channels: int = 32  # channels at full resolution; doubled per level, capped
+    max_channels: int = 256
+    levels: int = 4  # times the encoder halves the resolution
+    code_channels: int = 128  # channels of the bottleneck code
+    texture_size: int = 256  # neural texture size (per identity, square)
+    texture_channels: int = 8
+    identities: int = 2  # 0: source, 1: target (plate)
+    use_guides: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(values: dict) -> SwapConfig:
+        return SwapConfig(**values)
+
+
+PROFILES: dict[str, SwapConfig] = {
+    "tiny": SwapConfig(resolution=64, base_channels=8, max_channels=32, levels=3,
+                       code_channels=32, texture_size=64, texture_channels=4),
+    "cpu": SwapConfig(resolution=128, base_channels=16, max_channels=128, levels=4,
+                      code_channels=96, texture_size=256, texture_channels=8),
+    "gpu": SwapConfig(resolution=256, base_channels=32, max_channels=384, levels=5,
+                      code_channels=256, texture_size=512, texture_channels=16),
+    "hq": SwapConfig(resolution=512, base_channels=32, max_channels=512, levels=6,
+                     code_channels=384, texture_size=1024, texture_channels=16),
+}
+
+
+def profile(name: str, **overrides) -> SwapConfig:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (one of {', '.join(PROFILES)})")
+    return replace(PROFILES[name], **overrides)
+
+
+def _channels(config: SwapConfig, level: int) -> int:
+    return min(config.base_channels * 2 ** level, config.max_channels)
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        groups = 8 if cout % 8 == 0 else 1
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+            nn.GroupNorm(groups, cout),
+            nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.GroupNorm(groups, cout),
+            nn.SiLU(),
+        )
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: SwapConfig):
+        super().__init__()
+        layers = [ConvBlock(3, _channels(config, 0))]
+        for level in range(1, config.levels + 1):
+            layers.append(ConvBlock(_channels(config, level - 1), _channels(config, level), 2))
+        self.blocks = nn.Sequential(*layers)
+        self.code = nn.Conv2d(_channels(config, config.levels), config.code_channels, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.code(self.blocks(image))
+
+
+class Decoder(nn.Module):
+    """Renders one identity from a code, with guides and a neural texture at each scale."""
+
+    def __init__(self, config: SwapConfig):
+        super().__init__()
+        self.config = config
+        extra = (GUIDE_CHANNELS + config.texture_channels) if config.use_guides else 0
+        self.blocks = nn.ModuleList()
+        cin = config.code_channels
+        for level in range(config.levels, -1, -1):
+            cout = _channels(config, level)
+            self.blocks.append(ConvBlock(cin + extra, cout))
+            cin = cout
+        self.to_rgb = nn.Conv2d(cin, 3, 1)
+        self.to_mask = nn.Conv2d(cin, 1, 1)
+        if config.use_guides:
+            self.texture = nn.Parameter(
+                torch.randn(1, config.texture_channels, config.texture_size,
+                            config.texture_size) * 0.1)
+
+    def forward(self, code: torch.Tensor, guides: torch.Tensor | None):
+        x = code
+        conditioning = None
+        if self.config.use_guides:
+            uv = guides[:, 3:5]  # 0..1, v up
+            grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], dim=-1)
+            texture = F.grid_sample(self.texture.expand(len(code), -1, -1, -1), grid,
+                                    mode="bilinear", align_corners=False)
+            coverage = guides[:, 5:6] < 0.5  # region one-hot: channel 0 is background
+            conditioning = torch.cat([guides, texture * coverage], dim=1)
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            if conditioning is not None:
+                size = x.shape[-1]
+                scaled = conditioning if size == conditioning.shape[-1] else F.interpolate(
+                    conditioning, size=(size, size), mode="bilinear", align_corners=False)
+                x = torch.cat([x, scaled], dim=1)
+            x = block(x)
+        return torch.sigmoid(self.to_rgb(x)), self.to_mask(x)
+
+
+class SwapModel(nn.Module):
+    def __init__(self, config: SwapConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoders = nn.ModuleList(Decoder(config) for _ in range(config.identities))
+
+    def forward(self, image: torch.Tensor, guides: torch.Tensor | None, identity: int):
+        """(B, 3, R, R) crops in 0..1 and (B, GUIDE_CHANNELS, R, R) guides -> RGB in 0..1
+        and mask logits of ``identity``'s face."""
+        return self.decoders[identity](self.encoder(image), guides)
+
+
+def guides_tensor(normals: torch.Tensor, uv: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Stored guide arrays (uint8 normals, uint16 uv, uint8 region; batch-first, channels
+    last) to the network's (B, GUIDE_CHANNELS, R, R) float tensor."""
+    normals = normals.float() / 127.5 - 1
+    normals = normals * (region > 0).unsqueeze(-1)
+    uv = uv.float() / 65535
+    onehot = F.one_hot(region.long(), NUM_REGIONS).float()
+    return torch.cat([normals, uv, onehot], dim=-1).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,124 @@
+"""``facegraft swap``: render the target's frames as the source person.
+
+Format ``facegraft.swap`` version 1: ``<target shot>/swap_<R>_<run name>/`` with
+``rgba.npy`` (N, R, R, 4) uint8 (aligned crops: the swapped face and its predicted alpha),
+``present.npy`` (N,) bool and ``meta.json`` (run, step, guides used, resolution).
+The guides are the target's *source-shaped* passes (``guides_<R>_source_identity``, from
+geometry transfer) when they exist, else the target's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..common.errors import FaceGraftError
+from ..common.guides_file import guides_dir, load_guides
+from ..common.progress import Progress
+from .checkpoint import load_checkpoint, restore
+from .dataset import dataset_dir, load_dataset
+from .model import SwapConfig, SwapModel, guides_tensor
+from .train import SOURCE, parse_rows
+
+SWAP_FORMAT = "facegraft.swap"
+SWAP_VERSION = 1
+SOURCE_VARIANT = "Source Identity"
+
+
+def load_model(run: Path) -> tuple[SwapModel, dict]:
+    sidecar, tensors = load_checkpoint(run)
+    model = SwapModel(SwapConfig.from_dict(sidecar["config"]))
+    restore(model, None, sidecar, tensors)
+    return model.eval(), sidecar
+
+
+def swap_dir(target: Path, resolution: int, run: Path) -> Path:
+    return Path(target) / f"swap_{resolution}_{Path(run).resolve().name}"
+
+
+def swap(run: Path, target: Path, frames: str | None = None, variant: str | None = None,
+         batch_size: int = 16, progress_mode: str = "bar") -> Path:
+    run, target = Path(run), Path(target)
+    model, sidecar = load_model(run)
+    config = model.config
+    size = config.resolution
+    if not dataset_dir(target, size).is_dir():
+        raise FaceGraftError(
+            f"{dataset_dir(target, size)}: no dataset at the model's resolution {size} "
+            f"(the run works at {size}x{size}); run 'facegraft guides --size {size}' and "
+            f"'facegraft dataset --size {size}' on the target"
+        )
+    data = load_dataset(dataset_dir(target, size))
+    if variant is None:
+        source_shaped = guides_dir(target, size, SOURCE_VARIANT)
+        guides = load_guides(source_shaped if source_shaped.is_dir() else guides_dir(target, size))
+    else:
+        guides = load_guides(guides_dir(target, size, variant))
+    if guides.meta["resolution"] != size:
+        raise FaceGraftError(f"{guides.folder}: {guides.meta['resolution']}px guides for a "
+                             f"{size}px model")
+    n = data["meta"]["frame_count"]
+    rows = parse_rows(frames, n)
+    rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
+    if len(rows) == 0:
+        raise FaceGraftError(f"{target}: no frame with a face to swap")
+    folder = swap_dir(target, size, run)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    progress = Progress("swap", len(rows), progress_mode)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    try:
+        rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
+                                         shape=(n, size, size, 4))
+        present = np.zeros(n, bool)
+        with torch.no_grad():
+            for first in range(0, len(rows), batch_size):
+                chunk = rows[first:first + batch_size]
+                image = torch.from_numpy(np.asarray(data["rgb"][chunk])).permute(0, 3, 1, 2)
+                region = torch.from_numpy(np.asarray(guides.region[chunk]))
+                cond = guides_tensor(torch.from_numpy(np.asarray(guides.normals[chunk])),
+                                     torch.from_numpy(np.asarray(guides.uv[chunk])), region)
+                with torch.autocast(device.type, dtype=torch.bfloat16,
+                                    enabled=device.type == "cuda"):
+                    rgb, mask = model(image.float().to(device) / 255,
+                                      cond.to(device) if config.use_guides else None, SOURCE)
+                out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
+                rgba[chunk] = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+                present[chunk] = True
+                progress.update(first + len(chunk))
+        rgba.flush()
+        del rgba
+        np.save(partial / "present.npy", present)
+        (partial / "meta.json").write_text(json.dumps({
+            "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
+            "run": str(run.resolve()), "step": sidecar["step"], "guides": guides.folder.name,
+            "frame_count": n, "frames": frames, "use_guides": config.use_guides,
+        }, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    progress.finish(output=str(folder), frames=int(len(rows)))
+    return folder
+
+
+def load_swap(folder: Path) -> dict:
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceGraftError(f"{folder}: no readable swap (run 'facegraft swap')") from exc
+    if meta.get("format") != SWAP_FORMAT or meta.get("version") != SWAP_VERSION:
+        raise FaceGraftError(f"{folder}: swap format version {meta.get('version')} is not "
+                             f"supported (this FaceGraft reads {SWAP_VERSION})")
+    return {"rgba": np.load(folder / "rgba.npy", mmap_mode="r"),
+            "present": np.load(folder / "present.npy"), "meta": meta}
