@@ -160,3 +160,39 @@ def test_model_sizes_and_ablation_switch():
             assert plain(x, None, 1)[0].shape == (1, 3, config.resolution, config.resolution)
         assert sum(p.numel() for p in plain.parameters()) < sum(
             p.numel() for p in guided.parameters())
+
+
+@pytest.mark.slow
+def test_self_reenactment_cpu_profile_guided_beats_unguided(franck_shot, cli, artifacts):
+    """franck.mp4: train on frames 0-3999, swap man A onto his held-out frames 4000-4799,
+    15 minutes of CPU training each with and without guides."""
+    shot = franck_shot
+    size = PROFILES["cpu"].resolution
+    if not (shot / "scene.blend").is_file():
+        assert cli("build", "--shot", shot, "--blend", shot / "scene.blend").returncode == 0
+    _prepare(cli, shot, size)
+    minutes = os.environ.get("FACEGRAFT_SELF_REENACTMENT_MINUTES", "15")
+    swaps = {}
+    for name, extra in (("guided", []), ("unguided", ["--no-guides"])):
+        run = artifacts / f"self_reenactment_{name}"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        result = cli("train", "--source", shot, "--target", shot, "--run", run,
+                     "--profile", "cpu", "--minutes", minutes, "--source-frames", "0:4000",
+                     "--target-frames", "4000:4800", "--progress", "none", *extra,
+                     timeout=3600)
+        assert result.returncode == 0, result.stderr
+        result = cli("swap", "--run", run, "--target", shot, "--frames", "4000:4800",
+                     "--progress", "none")
+        assert result.returncode == 0, result.stderr
+        swaps[name] = Path(result.stdout.strip().splitlines()[-1])
+    out = artifacts / "self_reenactment_metrics.json"
+    result = cli("eval", "--target", shot, "--self-reenactment", "--out", out,
+                 *[arg for name, folder in swaps.items() for arg in ("--swap", f"{name}={folder}")])
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(out.read_text())["runs"]
+    print(json.dumps(runs, indent=1))
+    assert runs["guided"]["landmark_nme"] < runs["unguided"]["landmark_nme"]
+    assert runs["guided"]["ssim"] > 0.5
