@@ -11,8 +11,8 @@ out=${OUT:-out/bench}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 for batch in 8 32; do
-  python3 bench/train.py --device cuda --profiles gpu,hq --seconds 30 --batch-size "$batch" \
+  python3 bench/train.py --device cuda --profiles gpu,hq --seconds 15 --batch-size "$batch" \
     | tee -a "$out/gpu.txt"
 done
-python3 bench/swap.py --device cuda --profiles gpu,hq --seconds 15 --batch-size 32 \
+python3 bench/swap.py --device cuda --profiles gpu,hq --seconds 10 --batch-size 32 \
   | tee -a "$out/gpu.txt"

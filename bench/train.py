@@ -40,7 +40,7 @@ def bench_profile(name: str, device: torch.device, seconds: float, batch_size: i
     def step():
         optimizer.zero_grad(set_to_none=True)
         for identity, batch in enumerate(batches):
-            inputs = augment(batch["rgb"].cpu(), generator).to(device)
+            inputs = augment(batch["rgb"], generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 rgb, mask = model(inputs, batch["guides"], identity)
             loss, _ = reconstruction_loss(rgb.float(), mask.float(), batch, 3.0)

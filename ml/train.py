@@ -93,9 +93,11 @@ class ShotData:
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random small similarity warps and colour changes of the encoder's input."""
+    """Random small similarity warps and colour changes of the encoder's input. The
+    random numbers come from the (CPU) generator; the work runs where the images are."""
     n = len(images)
     u = torch.rand(n, 6, generator=generator) * 2 - 1
+    jitter = torch.rand(n, 3, 1, 1, generator=generator) * 0.1
     angle = u[:, 0] * math.radians(5)
     scale = 1 + u[:, 1] * 0.05
     theta = torch.zeros(n, 2, 3)
@@ -104,10 +106,11 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta[:, 1, 0] = scale * torch.sin(angle)
     theta[:, 1, 1] = scale * torch.cos(angle)
     theta[:, :, 2] = u[:, 2:4] * 0.05
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    theta, u, jitter = theta.to(images.device), u.to(images.device), jitter.to(images.device)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
                            align_corners=False)
-    gain = 1 + u[:, 4:5, None, None] * 0.15 + torch.rand(n, 3, 1, 1, generator=generator) * 0.1
+    gain = 1 + u[:, 4:5, None, None] * 0.15 + jitter
     offset = u[:, 5:6, None, None] * 0.05
     return (warped * gain + offset).clamp(0, 1)
 
@@ -228,7 +231,7 @@ def train(source_shot: Path, target_shot: Path, run: Path, options: TrainOptions
             loss_total = 0.0
             for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                inputs = augment(batch["rgb"].cpu(), generator).to(device)
+                inputs = augment(batch["rgb"], generator)
                 guides = batch["guides"] if config.use_guides else None
                 if device.type == "cuda":
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
