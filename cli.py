@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--force", action="store_true")
     dataset.add_argument("--progress", choices=MODES, default="bar")
 
+    prepare = stages.add_parser("prepare",
+                                help="build, guides and dataset of a tracked shot in one go")
+    prepare.add_argument("--shot", type=Path, required=True)
+    prepare.add_argument("--size", type=int, default=256)
+    prepare.add_argument("--progress", choices=MODES, default="bar")
+
     train = stages.add_parser("train", help="train the swap model on a source and a target shot")
     train.add_argument("--source", type=Path, required=True, help="source shot folder")
     train.add_argument("--target", type=Path, required=True, help="target (plate) shot folder")
@@ -161,6 +167,18 @@ def run(args: argparse.Namespace) -> int:
 
         path = make_dataset(args.shot, size=args.size, video=args.video,
                             progress_mode=args.progress, force=args.force)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "prepare":
+        from .addon.build_stage import build_blend
+        from .ml.dataset import make_dataset
+        from .ml.guides import make_guides
+
+        blend = args.shot / "scene.blend"
+        if not blend.is_file():
+            build_blend(args.shot, blend)
+        make_guides(args.shot, blend, size=args.size, progress_mode=args.progress)
+        path = make_dataset(args.shot, size=args.size, progress_mode=args.progress)
         if args.progress != "json":
             print(path)
     elif args.stage == "train":

@@ -7,6 +7,7 @@ from pathlib import Path
 import bpy
 
 from ..common.errors import FaceGraftError
+from ..common.profiles import PROFILE_RESOLUTION
 from .build_stage import build_into_scene
 from .preferences import get_preferences
 from .scene_build import FACE_NAME
@@ -61,6 +62,18 @@ class FACEGRAFT_OT_load_plate(bpy.types.Operator):
         return {"FINISHED"}
 
 
+
+
+def resolution(context) -> int:
+    """The crop size of the chosen model profile: guides and datasets are made at it."""
+    return PROFILE_RESOLUTION[context.scene.facegraft.profile]
+
+
+def run_folder(context) -> Path:
+    _, folder = shot_paths(context)
+    return folder / f"run_{context.scene.facegraft.profile}"
+
+
 def source_shot_folder(context) -> Path | None:
     """The source footage's shot folder: beside the footage, named after it."""
     source = context.scene.facegraft.source
@@ -82,6 +95,9 @@ class WorkerStageOperator:
 
     def worker_args(self, context) -> list[str]:
         raise NotImplementedError
+
+    def on_tick(self, context) -> None:
+        """Called on every timer tick while the worker runs."""
 
     def execute(self, context):
         state = getattr(context.scene.facegraft, self.state_name)
@@ -115,6 +131,7 @@ class WorkerStageOperator:
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
+        self.on_tick(context)
         for worker_event in self._job.poll():
             if worker_event.kind == "progress":
                 state.progress = worker_event.fraction
@@ -185,7 +202,7 @@ class FACEGRAFT_OT_guides(WorkerStageOperator, bpy.types.Operator):
         # The worker's Blender processes read the scene from a saved copy of this file.
         copy = folder / ".facegraft_guides_scene.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True)
-        args = ["--shot", str(folder), "--blend", str(copy)]
+        args = ["--shot", str(folder), "--blend", str(copy), "--size", str(resolution(context))]
         face = bpy.data.objects.get(FACE_NAME)
         keys = face.data.shape_keys if face else None
         if keys and SHAPE_KEY in keys.key_blocks:  # the swap needs the source-shaped passes
@@ -204,7 +221,78 @@ class FACEGRAFT_OT_dataset(WorkerStageOperator, bpy.types.Operator):
         _, folder = shot_paths(context)
         if folder is None:
             raise FaceGraftError("set a shot folder first")
-        return ["--shot", str(folder)]
+        return ["--shot", str(folder), "--size", str(resolution(context))]
+
+
+class FACEGRAFT_OT_prepare_source(WorkerStageOperator, bpy.types.Operator):
+    """Build the source's own scene, its guides and its dataset (in the worker)"""
+
+    bl_idname = "facegraft.prepare_source"
+    bl_label = "Prepare Source"
+    stage, state_name = "prepare", "source_prepare"
+
+    def worker_args(self, context):
+        folder = source_shot_folder(context)
+        if folder is None:
+            raise FaceGraftError("set the source footage and track it first")
+        return ["--shot", str(folder), "--size", str(resolution(context))]
+
+
+PREVIEW_IMAGE = "FaceGraft Training Preview"
+
+
+class FACEGRAFT_OT_train(WorkerStageOperator, bpy.types.Operator):
+    """Train the swap model on the source and the plate (in the worker; ESC stops, the
+    last checkpoint stays and Train resumes from it)"""
+
+    bl_idname = "facegraft.train"
+    bl_label = "Train"
+    stage, state_name = "train", "train"
+    _preview_mtime = 0
+
+    def worker_args(self, context):
+        source, (_, folder) = source_shot_folder(context), shot_paths(context)
+        if source is None or folder is None:
+            raise FaceGraftError("set the source footage and the shot folder first")
+        shot = context.scene.facegraft
+        run = run_folder(context)
+        args = ["--source", str(source), "--target", str(folder), "--run", str(run),
+                "--profile", shot.profile, "--minutes", str(shot.train_minutes)]
+        return args + (["--resume"] if (run / "checkpoint.json").is_file() else [])
+
+    def on_tick(self, context) -> None:
+        """Show the newest preview grid in the Image Editor."""
+        path = run_folder(context) / "preview_latest.png"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._preview_mtime:
+            return
+        self._preview_mtime = mtime
+        image = bpy.data.images.get(PREVIEW_IMAGE)
+        if image is None:
+            image = bpy.data.images.load(str(path))
+            image.name = PREVIEW_IMAGE
+        else:
+            image.reload()
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+
+
+class FACEGRAFT_OT_swap(WorkerStageOperator, bpy.types.Operator):
+    """Render the plate's frames as the source person with the trained model"""
+
+    bl_idname = "facegraft.swap"
+    bl_label = "Swap"
+    stage, state_name = "swap", "swap"
+
+    def worker_args(self, context):
+        _, folder = shot_paths(context)
+        if folder is None:
+            raise FaceGraftError("set a shot folder first")
+        return ["--run", str(run_folder(context)), "--target", str(folder)]
 
 
 class FACEGRAFT_OT_transfer(bpy.types.Operator):
@@ -254,5 +342,6 @@ class FACEGRAFT_OT_build_scene(bpy.types.Operator):
 classes = (
     FACEGRAFT_OT_load_plate, FACEGRAFT_OT_track, FACEGRAFT_OT_track_source,
     FACEGRAFT_OT_build_scene, FACEGRAFT_OT_transfer, FACEGRAFT_OT_guides, FACEGRAFT_OT_dataset,
+    FACEGRAFT_OT_prepare_source, FACEGRAFT_OT_train, FACEGRAFT_OT_swap,
 )
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -13,6 +13,9 @@ STAGE_ROWS = (
     ("transfer", "Transfer Geometry", "facegraft.transfer", "SHAPEKEY_DATA"),
     ("guides", "Guides", "facegraft.guides", "NODE_MATERIAL"),
     ("dataset", "Dataset", "facegraft.dataset", "FILE_CACHE"),
+    ("source_prepare", "Prepare Source", "facegraft.prepare_source", "FILE_CACHE"),
+    ("train", "Train", "facegraft.train", "EXPERIMENTAL"),
+    ("swap", "Swap", "facegraft.swap", "FACE_MAPS"),
 )
 
 
@@ -23,6 +26,9 @@ def draw_facegraft(layout, context) -> None:
     column.prop(shot, "plate")
     column.prop(shot, "source")
     column.prop(shot, "shot_folder")
+    row = layout.row(align=True)
+    row.prop(shot, "profile")
+    row.prop(shot, "train_minutes")
     layout.separator()
     for key, label, operator, icon in STAGE_ROWS:
         state = getattr(shot, key)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import bpy
 
-STAGES = ("track", "build", "source_track", "transfer", "guides", "dataset")
+STAGES = ("track", "build", "source_track", "transfer", "guides", "dataset", "source_prepare",
+          "train", "swap")
 STATUS_ITEMS = (
     ("NOT_RUN", "Not Run", ""),
     ("RUNNING", "Running", ""),
@@ -34,6 +35,16 @@ class FaceGraftShot(bpy.types.PropertyGroup):
     transfer: bpy.props.PointerProperty(type=FaceGraftStageState)
     guides: bpy.props.PointerProperty(type=FaceGraftStageState)
     dataset: bpy.props.PointerProperty(type=FaceGraftStageState)
+    source_prepare: bpy.props.PointerProperty(type=FaceGraftStageState)
+    train: bpy.props.PointerProperty(type=FaceGraftStageState)
+    swap: bpy.props.PointerProperty(type=FaceGraftStageState)
+    profile: bpy.props.EnumProperty(
+        name="Profile", default="cpu",
+        items=(("tiny", "Tiny", "64 px, seconds: for tests"),
+               ("cpu", "CPU", "128 px, a usable result in about 15 minutes on a laptop"),
+               ("gpu", "GPU", "256 px"),
+               ("hq", "HQ", "512 px")))
+    train_minutes: bpy.props.FloatProperty(name="Minutes", default=15.0, min=0.1)
 
 
 classes = (FaceGraftStageState, FaceGraftShot)

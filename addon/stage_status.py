@@ -12,11 +12,10 @@ from pathlib import Path
 import bpy
 
 from ..common.guides_file import guides_dir
+from ..common.profiles import PROFILE_RESOLUTION
 from ..common.track_file import TRACK_FILENAME, read_track_meta
 from .scene_build import FACE_NAME
 from .transfer import SHAPE_KEY
-
-DEFAULT_SIZE = 256
 
 _meta_cache: dict[Path, tuple[int, dict | None]] = {}
 
@@ -54,10 +53,18 @@ def stage_status(scene: bpy.types.Scene, stage: str) -> str:
     if not shot.shot_folder:
         return "NOT_RUN"
     folder = Path(bpy.path.abspath(shot.shot_folder))
-    if stage == "guides":
-        return "DONE" if (guides_dir(folder, DEFAULT_SIZE) / "meta.json").is_file() else "NOT_RUN"
-    if stage == "dataset":
-        return "DONE" if (folder / f"dataset_{DEFAULT_SIZE}" / "meta.json").is_file() else "NOT_RUN"
+    size = PROFILE_RESOLUTION[shot.profile]
+    done = {
+        "guides": guides_dir(folder, size) / "meta.json",
+        "dataset": folder / f"dataset_{size}" / "meta.json",
+        "train": folder / f"run_{shot.profile}" / "checkpoint.json",
+        "swap": folder / f"swap_{size}_run_{shot.profile}" / "meta.json",
+    }
+    if stage == "source_prepare" and shot.source:
+        source = Path(bpy.path.abspath(shot.source))
+        done[stage] = source.with_name(source.stem + ".facegraft") / f"dataset_{size}" / "meta.json"
+    if stage in done:
+        return "DONE" if done[stage].is_file() else "NOT_RUN"
     meta = cached_track_meta(folder)
     if stage == "track":
         if meta is None:

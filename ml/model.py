@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common.profiles import PROFILE_RESOLUTION
+
 NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
 GUIDE_CHANNELS = 3 + 2 + NUM_REGIONS  # normals, uv, region one-hot
 
@@ -46,14 +48,15 @@ class SwapConfig:
         return SwapConfig(**values)
 
 
+_R = PROFILE_RESOLUTION
 PROFILES: dict[str, SwapConfig] = {
-    "tiny": SwapConfig(resolution=64, base_channels=8, max_channels=32, levels=3,
+    "tiny": SwapConfig(resolution=_R["tiny"], base_channels=8, max_channels=32, levels=3,
                        code_channels=32, texture_size=64, texture_channels=4),
-    "cpu": SwapConfig(resolution=128, base_channels=16, max_channels=128, levels=4,
+    "cpu": SwapConfig(resolution=_R["cpu"], base_channels=16, max_channels=128, levels=4,
                       code_channels=96, texture_size=256, texture_channels=8),
-    "gpu": SwapConfig(resolution=256, base_channels=32, max_channels=384, levels=5,
+    "gpu": SwapConfig(resolution=_R["gpu"], base_channels=32, max_channels=384, levels=5,
                       code_channels=256, texture_size=512, texture_channels=16),
-    "hq": SwapConfig(resolution=512, base_channels=32, max_channels=512, levels=6,
+    "hq": SwapConfig(resolution=_R["hq"], base_channels=32, max_channels=512, levels=6,
                      code_channels=384, texture_size=1024, texture_channels=16),
 }
 

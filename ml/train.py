@@ -254,6 +254,8 @@ def train(source_shot: Path, target_shot: Path, run: Path, options: TrainOptions
             if step % options.preview_every == 0:
                 _write_preview(run / "previews" / f"step_{step:08d}.png", model, batches[0],
                                batches[1], config.use_guides)
+                _write_preview(run / "preview_latest.png", model, batches[0], batches[1],
+                               config.use_guides)
             if step % options.checkpoint_every == 0:
                 save_checkpoint(run, step, model, optimizer, config.to_dict(), asdict(options),
                                 elapsed_before + elapsed)

@@ -65,13 +65,19 @@ found["frame_end"] = scene.frame_end
 
 # The rest of the panel's stages, in order.
 scene.facegraft.source = str(source)
+scene.facegraft.profile = "tiny"  # 64 px guides, dataset and model: seconds, not minutes
+scene.facegraft.train_minutes = 0.1
 found["track_source"] = sorted(bpy.ops.facegraft.track_source())
 found["transfer"] = sorted(bpy.ops.facegraft.transfer())
 found["guides"] = sorted(bpy.ops.facegraft.guides())
 found["dataset"] = sorted(bpy.ops.facegraft.dataset())
+found["prepare_source"] = sorted(bpy.ops.facegraft.prepare_source())
+found["train"] = sorted(bpy.ops.facegraft.train())
+found["swap"] = sorted(bpy.ops.facegraft.swap())
 found["outputs"] = sorted(p.name for p in shot.iterdir() if not p.name.startswith("."))
 found["statuses"] = [status(scene, stage) for stage in
-                     ("track", "build", "source_track", "transfer", "guides", "dataset")]
+                     ("track", "build", "source_track", "transfer", "guides", "dataset",
+                      "source_prepare", "train", "swap")]
 
 # The command registered for 'blender -b -c facegraft ...'.
 cli = sys.modules[module + ".addon.cli_command"]

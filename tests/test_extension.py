@@ -46,11 +46,11 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
     assert found["status_after_build"] == ["DONE", "DONE"]
     assert found["status_other_plate"] == "STALE"
     assert found["face_vertices"] == 468 and found["frame_end"] == 72
-    assert [found[k] for k in ("track_source", "transfer", "guides", "dataset")] == [
-        ["FINISHED"]] * 4
-    assert {"track.npz", "face_shape.pc2", "guides_256",
-            "guides_256_source_identity", "dataset_256"} <= set(found["outputs"])
-    assert found["statuses"] == ["DONE"] * 6
+    stages = ("track_source", "transfer", "guides", "dataset", "prepare_source", "train", "swap")
+    assert [found[k] for k in stages] == [["FINISHED"]] * len(stages)
+    assert {"track.npz", "face_shape.pc2", "guides_64", "guides_64_source_identity",
+            "dataset_64", "run_tiny", "swap_64_run_tiny"} <= set(found["outputs"])
+    assert found["statuses"] == ["DONE"] * 9
     assert (source.parent / "carphone.facegraft" / "track.npz").is_file()
     assert found["cli_build"] == 0 and found["cli_blend"]
     assert found["cli_bad"] == 1

@@ -115,6 +115,20 @@ def test_swap_and_metrics(straight_run, source_shot, target_shot, cli, tmp_path)
                 "identity_distance_to_target"):
         assert key in metrics
     assert metrics["frames"] == 72 and metrics["landmark_detected_fraction"] > 0.5
+    assert 0 <= metrics["landmark_nme"] < 1 and metrics["jitter_ratio"] > 0
+    try:
+        import dlib  # noqa: F401  (the optional 'identity' extra)
+        from facegraft.common.samples import sample_path
+
+        sample_path("dlib_face_recognition_resnet_model_v1.dat")
+        identity = True
+    except (ImportError, FaceGraftError):
+        identity = False
+    if identity:
+        assert 0 < metrics["identity_distance_to_source"] < 2
+        assert 0 < metrics["identity_distance_to_target"] < 2
+    else:
+        assert metrics["identity_distance_to_source"] is None and metrics["identity_note"]
 
 
 def test_bad_checkpoints_and_inputs(straight_run, source_shot, target_shot, tmp_path, cli):
