@@ -239,5 +239,5 @@ def _guarded(work) -> int:
         print(f"facegraft: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("facegraft: interrupted; nothing was written", file=sys.stderr)
+        print("facegraft: interrupted; no partial output was left behind", file=sys.stderr)
         return 130
