@@ -22,14 +22,13 @@ A folder is written under a temporary name and renamed into place when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FaceGraftError
+from .stage_folders import partial_folder, read_meta, replace_folder
 
 GUIDES_FORMAT = "facegraft.guides"
 GUIDES_VERSION = 1
@@ -70,10 +69,7 @@ class Guides:
 
 def create_partial(folder: Path, frames: int, size: int) -> Path:
     """A temporary folder beside ``folder`` holding zero-filled arrays to write into."""
-    partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial = partial_folder(folder)
     for name, (channels, dtype) in ARRAYS.items():
         np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=dtype,
                                   shape=(frames, size, size, *channels)).flush()
@@ -92,30 +88,13 @@ def finish(partial: Path, folder: Path, meta: dict) -> Path:
     """Write meta.json and rename the partial folder into place (replacing an older one)."""
     meta = dict(meta, format=GUIDES_FORMAT, version=GUIDES_VERSION)
     (partial / "meta.json").write_text(json.dumps(meta, indent=1))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-        os.replace(partial, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, folder)
-    return folder
+    return replace_folder(partial, folder)
 
 
 def load_guides(folder: Path) -> Guides:
     """Open a guides folder (arrays memory-mapped, read-only), checking its version."""
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{folder}: no readable guides (run 'facegraft guides')") from exc
-    if meta.get("format") != GUIDES_FORMAT or meta.get("version") != GUIDES_VERSION:
-        raise FaceGraftError(
-            f"{folder}: guides format {meta.get('format')} v{meta.get('version')} is not "
-            f"supported (this FaceGraft reads {GUIDES_FORMAT} v{GUIDES_VERSION})"
-        )
+    meta = read_meta(folder, GUIDES_FORMAT, GUIDES_VERSION, "guides")
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
               for name in (*ARRAYS, "crops", "present")}
     return Guides(folder=folder, meta=meta, **arrays)

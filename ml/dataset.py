@@ -27,6 +27,7 @@ from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
 from ..common.guides_file import check_resolution, guides_dir, load_guides
 from ..common.progress import Progress
 from ..common.samples import sha256_of
+from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
 from ..common.track_file import TRACK_FILENAME, load_track
 from .video import probe_video, read_frames
 
@@ -56,19 +57,12 @@ def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
     folder = dataset_dir(shot, size)
     key = hashlib.sha256(json.dumps(
         [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION]).encode()).hexdigest()
-    meta_path = folder / "meta.json"
-    if not force and meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("inputs_key") == key:
-                Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)
-                return folder
-        except ValueError:
-            pass
+    if not force and is_up_to_date(folder, key):
+        Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)
+        return folder
 
     n = track.frame_count
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = partial_folder(folder)
     progress = Progress("dataset", n, progress_mode)
     try:
         rgb = np.lib.format.open_memmap(partial / "rgb.npy", mode="w+", dtype=np.uint8,
@@ -94,9 +88,7 @@ def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
             "frame_count": n, "start": start, "video": str(video.resolve()),
             "video_sha256": video_sha, "guides": guides.folder.name, "inputs_key": key,
         }, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(partial, folder)
+        replace_folder(partial, folder)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, FaceGraftError):
@@ -116,13 +108,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def load_dataset(folder: Path) -> dict:
     """The dataset's arrays (memory-mapped, read-only) and its meta under "meta"."""
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{folder}: no readable dataset (run 'facegraft dataset')") from exc
-    if meta.get("format") != DATASET_FORMAT or meta.get("version") != DATASET_VERSION:
-        raise FaceGraftError(f"{folder}: dataset format version {meta.get('version')} is "
-                             f"not supported (this FaceGraft reads {DATASET_VERSION})")
+    meta = read_meta(folder, DATASET_FORMAT, DATASET_VERSION, "dataset")
     names = ("rgb", "mask", *GUIDE_ARRAYS, "crops", "present")
     out = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
     out["meta"] = meta

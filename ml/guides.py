@@ -25,6 +25,7 @@ from ..common.errors import FaceGraftError
 from ..common.guides_file import check_resolution, create_partial, finish, guides_dir
 from ..common.progress import Progress
 from ..common.samples import sha256_of
+from ..common.stage_folders import is_up_to_date
 from ..common.track_file import TRACK_FILENAME, load_track
 
 MIN_FRAMES_PER_WORKER = 200
@@ -55,14 +56,9 @@ def make_guides(shot: Path, blend: Path, size: int = 256, shape_key: str | None 
         "size": size, "shape_key": shape_key, "crop_width_cm": crop_width_cm,
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    meta_path = folder / "meta.json"
-    if not force and meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("inputs_key") == key:
-                Progress("guides", 1, progress_mode).finish(output=str(folder), skipped=True)
-                return folder
-        except ValueError:
-            pass
+    if not force and is_up_to_date(folder, key):
+        Progress("guides", 1, progress_mode).finish(output=str(folder), skipped=True)
+        return folder
 
     n = track.frame_count
     workers = max(1, min(workers or min(2, os.cpu_count() or 1), n // MIN_FRAMES_PER_WORKER))

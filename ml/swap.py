@@ -10,7 +10,6 @@ geometry transfer) when they exist, else the target's own.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from ..common.errors import FaceGraftError
 from ..common.guides_file import guides_dir, load_guides
 from ..common.progress import Progress
+from ..common.stage_folders import partial_folder, read_meta, replace_folder
 from .checkpoint import load_checkpoint, restore
 from .dataset import dataset_dir, load_dataset
 from .model import SwapConfig, SwapModel, guides_tensor
@@ -68,9 +68,7 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
     if len(rows) == 0:
         raise FaceGraftError(f"{target}: no frame with a face to swap")
     folder = swap_dir(target, size, run)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = partial_folder(folder)
     progress = Progress("swap", len(rows), progress_mode)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -101,9 +99,7 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
             "run": str(run.resolve()), "step": sidecar["step"], "guides": guides.folder.name,
             "frame_count": n, "frames": frames, "use_guides": config.use_guides,
         }, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(partial, folder)
+        replace_folder(partial, folder)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -113,12 +109,6 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
 
 def load_swap(folder: Path) -> dict:
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{folder}: no readable swap (run 'facegraft swap')") from exc
-    if meta.get("format") != SWAP_FORMAT or meta.get("version") != SWAP_VERSION:
-        raise FaceGraftError(f"{folder}: swap format version {meta.get('version')} is not "
-                             f"supported (this FaceGraft reads {SWAP_VERSION})")
+    meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")
     return {"rgba": np.load(folder / "rgba.npy", mmap_mode="r"),
             "present": np.load(folder / "present.npy"), "meta": meta}

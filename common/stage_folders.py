@@ -1,0 +1,58 @@
+"""Output folders of the stages that write many arrays (guides, dataset, swap): their
+``meta.json``, the up-to-date check of a rerun, and the swap of a finished folder into
+place (written as ``<name>.partial``, then renamed, replacing an older one only once the
+new one is complete)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .errors import FaceGraftError
+
+
+def read_meta(folder: Path, fmt: str, version: int, stage: str) -> dict:
+    """``folder/meta.json``, refused unless it is format ``fmt`` at ``version``."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceGraftError(f"{folder}: no readable {stage} output (run 'facegraft {stage}')"
+                             ) from exc
+    if meta.get("format") != fmt or meta.get("version") != version:
+        raise FaceGraftError(
+            f"{folder}: format {meta.get('format')} version {meta.get('version')} is not "
+            f"supported (this FaceGraft reads {fmt} version {version})"
+        )
+    return meta
+
+
+def is_up_to_date(folder: Path, inputs_key: str) -> bool:
+    """Whether ``folder`` was made from exactly these inputs (its meta's ``inputs_key``)."""
+    try:
+        return json.loads((Path(folder) / "meta.json").read_text()).get("inputs_key") == inputs_key
+    except (OSError, ValueError):
+        return False
+
+
+def partial_folder(folder: Path) -> Path:
+    """A fresh, empty ``<folder>.partial`` to write into."""
+    partial = Path(folder).with_name(Path(folder).name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def replace_folder(partial: Path, folder: Path) -> Path:
+    """Rename the finished ``partial`` onto ``folder``, replacing an older one."""
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(partial, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, folder)
+    return folder
