@@ -69,9 +69,15 @@ def resolution(context) -> int:
     return PROFILE_RESOLUTION[context.scene.facegraft.profile]
 
 
-def run_folder(context) -> Path:
+def required_shot_folder(context) -> Path:
     _, folder = shot_paths(context)
-    return folder / f"run_{context.scene.facegraft.profile}"
+    if folder is None:
+        raise FaceGraftError("set a shot folder first")
+    return folder
+
+
+def run_folder(context) -> Path:
+    return required_shot_folder(context) / f"run_{context.scene.facegraft.profile}"
 
 
 def source_shot_folder(context) -> Path | None:
@@ -196,9 +202,7 @@ class FACEGRAFT_OT_guides(WorkerStageOperator, bpy.types.Operator):
     stage, state_name = "guides", "guides"
 
     def worker_args(self, context):
-        _, folder = shot_paths(context)
-        if folder is None:
-            raise FaceGraftError("set a shot folder first")
+        folder = required_shot_folder(context)
         # The worker's Blender processes read the scene from a saved copy of this file.
         copy = folder / ".facegraft_guides_scene.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True)
@@ -218,9 +222,7 @@ class FACEGRAFT_OT_dataset(WorkerStageOperator, bpy.types.Operator):
     stage, state_name = "dataset", "dataset"
 
     def worker_args(self, context):
-        _, folder = shot_paths(context)
-        if folder is None:
-            raise FaceGraftError("set a shot folder first")
+        folder = required_shot_folder(context)
         return ["--shot", str(folder), "--size", str(resolution(context))]
 
 
@@ -289,9 +291,7 @@ class FACEGRAFT_OT_swap(WorkerStageOperator, bpy.types.Operator):
     stage, state_name = "swap", "swap"
 
     def worker_args(self, context):
-        _, folder = shot_paths(context)
-        if folder is None:
-            raise FaceGraftError("set a shot folder first")
+        folder = required_shot_folder(context)
         return ["--run", str(run_folder(context)), "--target", str(folder)]
 
 

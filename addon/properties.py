@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import bpy
 
-STAGES = ("track", "build", "source_track", "transfer", "guides", "dataset", "source_prepare",
-          "train", "swap")
 STATUS_ITEMS = (
     ("NOT_RUN", "Not Run", ""),
     ("RUNNING", "Running", ""),

@@ -17,7 +17,6 @@ safetensors and JSON only, and the sha256 is checked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,18 +25,11 @@ from safetensors.torch import load_file, save_file
 
 from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.errors import FaceGraftError
+from ..common.samples import sha256_of
 
 CHECKPOINT_FORMAT = "facegraft.checkpoint"
 CHECKPOINT_VERSION = 1
 SIDECAR = "checkpoint.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
@@ -60,7 +52,7 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
     previous = read_sidecar(run) if (run / SIDECAR).is_file() else None
     sidecar = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step,
-        "config": config, "weights": weights.name, "weights_sha256": _sha256(weights),
+        "config": config, "weights": weights.name, "weights_sha256": sha256_of(weights),
         "optimizer": optimizer_groups, "options": options, "elapsed_s": elapsed_s,
     }
     write_bytes_atomic(run / SIDECAR, json.dumps(sidecar, indent=1).encode())
@@ -91,7 +83,7 @@ def load_checkpoint(run: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     weights = Path(run) / sidecar["weights"]
     if not weights.is_file():
         raise FaceGraftError(f"{weights}: the checkpoint's weights file is missing")
-    if _sha256(weights) != sidecar["weights_sha256"]:
+    if sha256_of(weights) != sidecar["weights_sha256"]:
         raise FaceGraftError(f"{weights}: truncated or changed (sha256 differs from the sidecar)")
     try:
         tensors = load_file(str(weights))

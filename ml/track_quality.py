@@ -1,6 +1,6 @@
 """Numbers that say whether a track can be trusted: reprojection, jitter and lag.
 
-Used by the tests, the track benchmark and (later) the eval stage.
+Used by the tests and by the eval stage (jitter).
 """
 
 from __future__ import annotations
@@ -73,16 +73,3 @@ def lag_frames(track: Track, fastest_fraction: float = 0.1, max_lag: float = 3.0
         shifted = np.stack([np.interp(t - s, t, raw[:, k]) for k in range(2)], axis=-1)
         costs.append(np.nanmean(np.linalg.norm(filtered[fast] - shifted[fast], axis=-1)))
     return float(shifts[int(np.nanargmin(costs))])
-
-
-def track_report(track: Track) -> dict:
-    return {
-        "frames": track.frame_count,
-        "present_fraction": float(track.present.mean()),
-        "reprojection_px": reprojection_error_px(track),
-        "rigid_reprojection_px": rigid_reprojection_error_px(track),
-        "jitter_raw_px": jitter_px(track.landmarks_raw),
-        "jitter_filtered_px": jitter_px(track.landmarks),
-        "jitter_ratio": jitter_ratio(track),
-        "lag_frames_fast_motion": lag_frames(track),
-    }

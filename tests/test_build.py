@@ -16,6 +16,7 @@ from facegraft.addon.build_stage import build_blend
 from facegraft.addon.scene_build import CAMERA_NAME, FACE_NAME
 from facegraft.addon.worker import WorkerJob, resolve_worker_python
 from facegraft.common.errors import FaceGraftError
+from facegraft.common.point_cache import read_pc2
 from facegraft.common.track_file import TRACK_FILENAME, load_track
 from mathutils import Vector
 
@@ -70,6 +71,11 @@ def test_saved_blend_is_complete_and_portable(short_shot):
     assert len(set(np.round(values, 5))) > 1
     cache = face.modifiers["FaceGraft Shape"]
     assert cache.filepath == "//face_shape.pc2"
+    # The point cache holds each frame's tracked shape, in metres.
+    shapes, _ = read_pc2(short_shot / "face_shape.pc2")
+    track = load_track(short_shot / TRACK_FILENAME)
+    assert shapes.shape == (300, 468, 3)
+    assert np.allclose(shapes, track.metric_landmarks[:, :468] * 0.01, atol=1e-6)
     clip = bpy.context.scene.active_clip
     assert clip is not None and clip.frame_duration >= 300
     temp = tempfile.gettempdir()
