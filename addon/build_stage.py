@@ -52,6 +52,8 @@ def save_blend_atomic(blend: Path) -> Path:
     """Save the open file as ``blend`` via a temporary file beside it, then rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{blend.stem}.", suffix=".partial.blend", dir=blend.parent)
     os.close(fd)
+    # Blender keeps a ".blend1" backup of a file it saves over: give it none to back up.
+    os.unlink(tmp)
     try:
         # relative_remap makes the plate and point-cache paths relative to the .blend's
         # folder (the temporary file sits beside the final one, so they stay right).

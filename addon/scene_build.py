@@ -7,10 +7,16 @@ What is made, all inside the "FaceGraft" collection and tagged with the custom p
   resolution), looking along +Y with Z up, the plate as its background movie clip.
 - "FaceGraft Face": the canonical face mesh (468 vertices, 898 triangles, UVs, region
   vertex groups) parented to the camera. Its transform is the head matrix (animated
-  location + quaternion, one key per frame); its per-frame shape (identity + expression)
-  plays from a PC2 point cache in the shot folder through a Mesh Cache modifier, so the
-  .blend holds no per-vertex keyframes; the 52 blendshapes are animated custom
+  location + quaternion, one key per frame); the 52 blendshapes are animated custom
   properties with MediaPipe/ARKit names; frames without a face hide the mesh.
+- "FaceGraft Performance": a hidden copy of the face mesh whose Mesh Cache modifier
+  ("FaceGraft Shape") plays each frame's tracked shape (identity + expression) from a PC2
+  point cache in the shot folder, so the .blend holds no per-vertex keyframes. The face's
+  Geometry Nodes modifier ("FaceGraft Performance") adds that frame's offset from the rest
+  shape on top of the face's own shape keys, so a shape key (the source identity, an
+  artist's sculpt) carries through the whole performance. (The Mesh Cache's own
+  INTEGRATE mode does this per polygon in tangent space and explodes on the degenerate
+  triangles that close the mouth and eyes when they shut.)
 
 Scene frame f shows video frame f - 1 (Blender counts from 1, the video from 0).
 Units: metres (the track's centimetres / 100).
@@ -34,6 +40,8 @@ from ..common.track_file import Track
 COLLECTION = "FaceGraft"
 CAMERA_NAME = "FaceGraft Camera"
 FACE_NAME = "FaceGraft Face"
+PERFORMANCE_NAME = "FaceGraft Performance"
+REST_ATTRIBUTE = "facegraft_rest"
 SHAPE_CACHE = "face_shape.pc2"
 CM_TO_M = 0.01
 SENSOR_HEIGHT_MM = 24.0
@@ -93,6 +101,9 @@ def _remove_previous_build(scene: bpy.types.Scene) -> bpy.types.Collection:
                     bpy.data.meshes.remove(data)
                 elif isinstance(data, bpy.types.Camera):
                     bpy.data.cameras.remove(data)
+    for group in list(bpy.data.node_groups):
+        if ROLE in group and group.users == 0:
+            bpy.data.node_groups.remove(group)
     return collection
 
 
@@ -185,16 +196,7 @@ def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
     face.rotation_mode = "QUATERNION"
     for name, indices in region_vertices(load_canonical_mesh().uvs).items():
         face.vertex_groups.new(name=name).add(indices.tolist(), 1.0, "REPLACE")
-    cache = face.modifiers.new("FaceGraft Shape", "MESH_CACHE")
-    cache.cache_format = "PC2"
-    cache.filepath = str((shot / SHAPE_CACHE).resolve())
-    cache.time_mode = "FRAME"
-    cache.play_mode = "SCENE"
-    cache.frame_start = float(frames[0])
-    cache.interpolation = "LINEAR"
-    # Add each frame's deformation to the rest shape instead of replacing it, so shape
-    # keys (the source identity, an artist's sculpt) carry through the animation.
-    cache.deform_mode = "INTEGRATE"
+    performance = _make_performance(face, collection, shot / SHAPE_CACHE, float(frames[0]))
 
     quats, trans = matrix_to_quat_trans(_hold_absent(track.head_matrix, present))
     curves = _fcurves(face, "FaceGraft Face Action")
@@ -213,4 +215,68 @@ def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
         _keys(curves, path, 0, frames[key_rows], (~present[key_rows]).astype(np.float64),
               interpolation="CONSTANT")
     scene["facegraft_track_sha256"] = track.meta.get("video_sha256", "")
-    return {"camera": camera, "face": face}
+    return {"camera": camera, "face": face, "performance": performance}
+
+
+def _make_performance(face: bpy.types.Object, collection: bpy.types.Collection,
+                      cache_path: Path, first_frame: float) -> bpy.types.Object:
+    """The hidden object playing the point cache and the face's modifier adding its
+    per-frame offset from the rest shape (see the module's docstring)."""
+    rest = face.data.attributes.new(REST_ATTRIBUTE, "FLOAT_VECTOR", "POINT")
+    coordinates = np.empty(len(face.data.vertices) * 3, np.float32)
+    face.data.vertices.foreach_get("co", coordinates)
+    rest.data.foreach_set("vector", coordinates)
+    mesh = face.data.copy()
+    mesh.name = PERFORMANCE_NAME
+    performance = bpy.data.objects.new(PERFORMANCE_NAME, mesh)
+    performance[ROLE] = "performance"
+    collection.objects.link(performance)
+    performance.parent = face
+    performance.hide_viewport = performance.hide_render = True
+    performance.hide_select = True
+    cache = performance.modifiers.new("FaceGraft Shape", "MESH_CACHE")
+    cache.cache_format = "PC2"
+    cache.filepath = str(Path(cache_path).resolve())
+    cache.time_mode = "FRAME"
+    cache.play_mode = "SCENE"
+    cache.frame_start = first_frame
+    cache.interpolation = "LINEAR"
+    cache.deform_mode = "OVERWRITE"
+    modifier = face.modifiers.new(PERFORMANCE_NAME, "NODES")
+    modifier.node_group = _performance_nodes(performance)
+    return performance
+
+
+def _performance_nodes(performance: bpy.types.Object) -> bpy.types.NodeTree:
+    """position += cached position of the same vertex - rest position."""
+    group = bpy.data.node_groups.new(PERFORMANCE_NAME, "GeometryNodeTree")
+    group.is_modifier = True
+    group[ROLE] = "performance"
+    group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    nodes, links = group.nodes, group.links
+    group_in = nodes.new("NodeGroupInput")
+    group_out = nodes.new("NodeGroupOutput")
+    info = nodes.new("GeometryNodeObjectInfo")
+    info.transform_space = "ORIGINAL"
+    info.inputs["Object"].default_value = performance
+    sample = nodes.new("GeometryNodeSampleIndex")
+    sample.data_type = "FLOAT_VECTOR"
+    sample.domain = "POINT"
+    rest = nodes.new("GeometryNodeInputNamedAttribute")
+    rest.data_type = "FLOAT_VECTOR"
+    rest.inputs["Name"].default_value = REST_ATTRIBUTE
+    offset = nodes.new("ShaderNodeVectorMath")
+    offset.operation = "SUBTRACT"
+    set_position = nodes.new("GeometryNodeSetPosition")
+    links.new(info.outputs["Geometry"], sample.inputs["Geometry"])
+    links.new(nodes.new("GeometryNodeInputPosition").outputs["Position"], sample.inputs["Value"])
+    links.new(nodes.new("GeometryNodeInputIndex").outputs["Index"], sample.inputs["Index"])
+    links.new(sample.outputs["Value"], offset.inputs[0])
+    links.new(rest.outputs["Attribute"], offset.inputs[1])
+    links.new(group_in.outputs["Geometry"], set_position.inputs["Geometry"])
+    links.new(offset.outputs["Vector"], set_position.inputs["Offset"])
+    links.new(set_position.outputs["Geometry"], group_out.inputs["Geometry"])
+    for x, node in enumerate((info, sample, offset, set_position, group_out)):
+        node.location = (x * 220, 0)
+    return group

@@ -1,10 +1,11 @@
 """Geometry transfer: the source person's face shape as an editable shape key.
 
-The face mesh's rest shape is the plate performer's neutral face; the Mesh Cache modifier
-adds each frame's deformation on top of it (INTEGRATE mode). The "Source Identity" shape
-key replaces the rest shape with the source person's neutral face (the median of their
-calmest frames' shapes, rigidly aligned to the plate's neutral), so with the key on
-the mesh has the source's face shape while following the plate's pose and expression.
+The face mesh's rest shape is the plate performer's neutral face; its Geometry Nodes
+modifier adds each frame's tracked deformation on top of it (see ``scene_build``). The
+"Source Identity" shape key replaces the rest shape with the source person's neutral face
+(the median of their calmest frames' shapes, rigidly aligned to the plate's neutral), so
+with the key on the mesh has the source's face shape while following the plate's pose
+and expression.
 An artist can sculpt the key; guides rendered afterwards follow the edit.
 """
 

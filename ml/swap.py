@@ -9,6 +9,7 @@ geometry transfer) when they exist, else the target's own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,9 +20,9 @@ import torch
 from ..common.errors import FaceGraftError
 from ..common.guides_file import guides_dir, load_guides
 from ..common.progress import Progress
-from ..common.stage_folders import partial_folder, read_meta, replace_folder
-from .checkpoint import load_checkpoint, restore
-from .dataset import dataset_dir, load_dataset
+from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
+from .checkpoint import load_checkpoint, read_sidecar, restore
+from .dataset import DATASET_FORMAT, DATASET_VERSION, dataset_dir, load_dataset
 from .model import SwapConfig, SwapModel, guides_tensor
 from .train import SOURCE, parse_rows
 
@@ -42,8 +43,27 @@ def swap_dir(target: Path, resolution: int, run: Path) -> Path:
 
 
 def swap(run: Path, target: Path, frames: str | None = None, variant: str | None = None,
-         batch_size: int = 16, progress_mode: str = "bar") -> Path:
+         batch_size: int = 16, progress_mode: str = "bar", force: bool = False) -> Path:
     run, target = Path(run), Path(target)
+    sidecar = read_sidecar(run)
+    resolution = sidecar["config"]["resolution"]
+    if variant is None:
+        source_shaped = guides_dir(target, resolution, SOURCE_VARIANT)
+        guides_folder = source_shaped if source_shaped.is_dir() else guides_dir(target, resolution)
+    else:
+        guides_folder = guides_dir(target, resolution, variant)
+    folder = swap_dir(target, resolution, run)
+    try:
+        data_key = read_meta(dataset_dir(target, resolution), DATASET_FORMAT,
+                             DATASET_VERSION, "dataset").get("inputs_key")
+        guides_key = load_guides(guides_folder).meta.get("inputs_key")
+    except FaceGraftError:
+        data_key = guides_key = None  # reported below, where the inputs are loaded
+    key = hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, frames,
+                                     SWAP_VERSION]).encode()).hexdigest()
+    if not force and data_key and is_up_to_date(folder, key):
+        Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
+        return folder
     model, sidecar = load_model(run)
     config = model.config
     size = config.resolution
@@ -54,11 +74,7 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
             f"'facegraft dataset --size {size}' on the target"
         )
     data = load_dataset(dataset_dir(target, size))
-    if variant is None:
-        source_shaped = guides_dir(target, size, SOURCE_VARIANT)
-        guides = load_guides(source_shaped if source_shaped.is_dir() else guides_dir(target, size))
-    else:
-        guides = load_guides(guides_dir(target, size, variant))
+    guides = load_guides(guides_folder)
     if guides.meta["resolution"] != size:
         raise FaceGraftError(f"{guides.folder}: {guides.meta['resolution']}px guides for a "
                              f"{size}px model")
@@ -67,7 +83,6 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
     if len(rows) == 0:
         raise FaceGraftError(f"{target}: no frame with a face to swap")
-    folder = swap_dir(target, size, run)
     partial = partial_folder(folder)
     progress = Progress("swap", len(rows), progress_mode)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,6 +113,7 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
             "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
             "run": str(run.resolve()), "step": sidecar["step"], "guides": guides.folder.name,
             "frame_count": n, "frames": frames, "use_guides": config.use_guides,
+            "inputs_key": key,
         }, indent=1))
         replace_folder(partial, folder)
     except BaseException:

@@ -69,8 +69,8 @@ def test_saved_blend_is_complete_and_portable(short_shot):
     assert {'["jawOpen"]', "location", "rotation_quaternion"} <= paths
     values = [face["jawOpen"] for _ in _frames(bpy.context.scene, (10, 120, 250))]
     assert len(set(np.round(values, 5))) > 1
-    cache = face.modifiers["FaceGraft Shape"]
-    assert cache.filepath == "//face_shape.pc2"
+    cache = bpy.data.objects["FaceGraft Performance"].modifiers["FaceGraft Shape"]
+    assert cache.filepath == "//face_shape.pc2" and cache.deform_mode == "OVERWRITE"
     # The point cache holds each frame's tracked shape, in metres.
     shapes, _ = read_pc2(short_shot / "face_shape.pc2")
     track = load_track(short_shot / TRACK_FILENAME)
