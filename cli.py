@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .common.errors import FaceGraftError
+from .common.merge_modes import COLOR_MODES, MOUTH_MODES
 from .common.progress import MODES
 
 
@@ -90,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run", type=Path, required=True, help="run folder for checkpoints")
     train.add_argument("--profile", default="cpu", help="tiny, cpu, gpu or hq")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--minutes", type=float, default=None)
-    length.add_argument("--steps", type=int, default=None)
+    length.add_argument("--minutes", type=float, default=None,
+                        help="train until the run has trained this long in all")
+    length.add_argument("--steps", type=int, default=None,
+                        help="train until the run has made this many steps in all")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--checkpoint-every", type=int, default=200)
     train.add_argument("--preview-every", type=int, default=200)
@@ -111,6 +114,50 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("--guides", default=None, metavar="SHAPE_KEY",
                       help="guides variant (default: 'Source Identity' when it exists)")
     swap.add_argument("--progress", choices=MODES, default="bar")
+
+    merge = stages.add_parser("merge", help="swapped faces back in plate space with a matte")
+    merge.add_argument("--target", type=Path, required=True, help="target (plate) shot folder")
+    merge.add_argument("--swap", type=Path, required=True, help="the swap folder to merge")
+    merge.add_argument("--color", choices=COLOR_MODES, default="meanstd",
+                       help="colour matching in Lab (default meanstd: mean and deviation)")
+    merge.add_argument("--erode", type=float, default=0.015,
+                       help="matte erosion, fraction of the crop width")
+    merge.add_argument("--feather", type=float, default=0.03,
+                       help="matte feather, fraction of the crop width")
+    merge.add_argument("--mouth", choices=MOUTH_MODES, default="swap",
+                       help="the mouth interior from the swap or the plate")
+    merge.add_argument("--force", action="store_true")
+    merge.add_argument("--progress", choices=MODES, default="bar")
+
+    composite = stages.add_parser("composite",
+                                  help="composite the merged face over the plate in Blender")
+    composite.add_argument("--plate-blend", type=Path, required=True,
+                           help="the plate's built (and transferred) .blend")
+    composite.add_argument("--merge", type=Path, required=True, help="the merge folder")
+    composite.add_argument("--blend", type=Path, required=True,
+                           help="the composite .blend to write; frames go beside it")
+    composite.add_argument("--frames", default=None, metavar="FIRST:LAST",
+                           help="scene frames to render (default: the whole shot)")
+    composite.add_argument("--progress", choices=MODES, default="bar")
+
+    run_all = stages.add_parser("run", help="every stage, from footage to the final shot")
+    run_all.add_argument("--source", type=Path, required=True,
+                         help="footage of the person whose face goes in")
+    run_all.add_argument("--target", type=Path, required=True,
+                         help="the plate: footage of the performer whose face is replaced")
+    run_all.add_argument("--out", type=Path, required=True, help="the run's folder")
+    run_all.add_argument("--profile", default="cpu", choices=("tiny", "cpu", "gpu", "hq"))
+    run_length = run_all.add_mutually_exclusive_group()
+    run_length.add_argument("--minutes", type=float, default=None,
+                            help="training time (default: the profile's)")
+    run_length.add_argument("--steps", type=int, default=None, help="training steps")
+    run_all.add_argument("--frames", default=None, metavar="FIRST:END",
+                         help="plate frames (default: all)")
+    run_all.add_argument("--source-frames", default=None, metavar="FIRST:END",
+                         help="source frames (default: all)")
+    run_all.add_argument("--color", choices=COLOR_MODES, default="meanstd")
+    run_all.add_argument("--mouth", choices=MOUTH_MODES, default="swap")
+    run_all.add_argument("--progress", choices=MODES, default="bar")
 
     evaluation = stages.add_parser("eval", help="metrics of swapped faces as JSON")
     evaluation.add_argument("--target", type=Path, required=True)
@@ -198,6 +245,36 @@ def run(args: argparse.Namespace) -> int:
 
         path = swap(args.run, args.target, frames=args.frames, variant=args.guides,
                     progress_mode=args.progress)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "merge":
+        from .ml.merge import MergeOptions, merge
+
+        options = MergeOptions(color=args.color, erode=args.erode, feather=args.feather,
+                               mouth=args.mouth)
+        path = merge(args.target, args.swap, options, progress_mode=args.progress,
+                     force=args.force)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "composite":
+        from .addon.composite_stage import composite
+
+        frames = None
+        if args.frames:
+            first, _, last = args.frames.partition(":")
+            frames = (int(first), int(last))
+        path = composite(args.plate_blend, args.merge, args.blend, frames=frames,
+                         progress_mode=args.progress)
+        if args.progress != "json":
+            print(path)
+    elif args.stage == "run":
+        from .ml.pipeline import RunOptions, run_pipeline
+
+        options = RunOptions(profile=args.profile, minutes=args.minutes, steps=args.steps,
+                             frames=args.frames, source_frames=args.source_frames,
+                             color=args.color, mouth=args.mouth)
+        path = run_pipeline(args.source, args.target, args.out, options,
+                            progress_mode=args.progress)
         if args.progress != "json":
             print(path)
     elif args.stage == "eval":

@@ -29,9 +29,9 @@ import torch
 from ..common.atomic import write_bytes_atomic
 from ..common.crop import apply, invert
 from ..common.errors import FaceGraftError
+from ..common.swap_file import load_swap
 from ..common.track_file import TRACK_FILENAME, load_track
 from .dataset import dataset_dir, load_dataset
-from .swap import load_swap
 from .track_quality import jitter_px
 from .train import ssim_map
 

@@ -1,10 +1,7 @@
-"""``facegraft swap``: render the target's frames as the source person.
-
-Format ``facegraft.swap`` version 1: ``<target shot>/swap_<R>_<run name>/`` with
-``rgba.npy`` (N, R, R, 4) uint8 (aligned crops: the swapped face and its predicted alpha),
-``present.npy`` (N,) bool and ``meta.json`` (run, step, guides used, resolution).
-The guides are the target's *source-shaped* passes (``guides_<R>_source_identity``, from
-geometry transfer) when they exist, else the target's own.
+"""``facegraft swap``: render the target's frames as the source person (the format is in
+``common/swap_file.py``). The guides are the target's *source-shaped* passes
+(``guides_<R>_source_identity``, from geometry transfer) when they exist, else the
+target's own.
 """
 
 from __future__ import annotations
@@ -21,13 +18,12 @@ from ..common.errors import FaceGraftError
 from ..common.guides_file import guides_dir, load_guides
 from ..common.progress import Progress
 from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
+from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION, swap_dir
 from .checkpoint import load_checkpoint, read_sidecar, restore
 from .dataset import DATASET_FORMAT, DATASET_VERSION, dataset_dir, load_dataset
 from .model import SwapConfig, SwapModel, guides_tensor
 from .train import SOURCE, parse_rows
 
-SWAP_FORMAT = "facegraft.swap"
-SWAP_VERSION = 1
 SOURCE_VARIANT = "Source Identity"
 
 
@@ -36,10 +32,6 @@ def load_model(run: Path) -> tuple[SwapModel, dict]:
     model = SwapModel(SwapConfig.from_dict(sidecar["config"]))
     restore(model, None, sidecar, tensors)
     return model.eval(), sidecar
-
-
-def swap_dir(target: Path, resolution: int, run: Path) -> Path:
-    return Path(target) / f"swap_{resolution}_{Path(run).resolve().name}"
 
 
 def swap(run: Path, target: Path, frames: str | None = None, variant: str | None = None,
@@ -121,10 +113,3 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
         raise
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
-
-
-def load_swap(folder: Path) -> dict:
-    folder = Path(folder)
-    meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")
-    return {"rgba": np.load(folder / "rgba.npy", mmap_mode="r"),
-            "present": np.load(folder / "present.npy"), "meta": meta}

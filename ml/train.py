@@ -219,7 +219,7 @@ def train(source_shot: Path, target_shot: Path, run: Path, options: TrainOptions
             elapsed = time.perf_counter() - started
             if total_steps is not None and step >= total_steps:
                 break
-            if deadline is not None and elapsed >= deadline:
+            if deadline is not None and elapsed_before + elapsed >= deadline:
                 break
             generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
             batches = tuple(
@@ -250,7 +250,7 @@ def train(source_shot: Path, target_shot: Path, run: Path, options: TrainOptions
             log.write(json.dumps({"step": step, "loss": loss_total / 2, **parts,
                                   "seconds": round(elapsed_before + elapsed, 2)}) + "\n")
             log.flush()
-            progress.update(step if total_steps else int(elapsed))
+            progress.update(step if total_steps else int(elapsed_before + elapsed))
             if step % options.preview_every == 0:
                 _write_preview(run / "previews" / f"step_{step:08d}.png", model, batches[0],
                                batches[1], config.use_guides)
