@@ -257,13 +257,10 @@ def run(args: argparse.Namespace) -> int:
         if args.progress != "json":
             print(path)
     elif args.stage == "composite":
-        from .addon.composite_stage import composite
+        from .addon.composite_stage import composite, parse_scene_frames
 
-        frames = None
-        if args.frames:
-            first, _, last = args.frames.partition(":")
-            frames = (int(first), int(last))
-        path = composite(args.plate_blend, args.merge, args.blend, frames=frames,
+        path = composite(args.plate_blend, args.merge, args.blend,
+                         frames=parse_scene_frames(args.frames),
                          progress_mode=args.progress)
         if args.progress != "json":
             print(path)
@@ -318,3 +315,7 @@ def _guarded(work) -> int:
     except KeyboardInterrupt:
         print("facegraft: interrupted; no partial output was left behind", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder: say which file and why
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"facegraft: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1

@@ -28,6 +28,17 @@ from .composite import setup_composite
 RENDER_STATE = "render.json"
 
 
+def parse_scene_frames(text: str | None) -> tuple[int, int] | None:
+    """``FIRST:LAST`` scene frames (both rendered), or None for the whole shot."""
+    if not text:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise FaceGraftError(f"frames {text!r}: expected FIRST:LAST scene frames") from None
+    return first, last
+
+
 def final_name(scene_frame: int) -> str:
     return f"final_{scene_frame:06d}.png"
 
@@ -97,10 +108,10 @@ def composite(plate_blend: Path, merge_folder: Path, blend: Path,
     scene = bpy.context.scene
     first, last = frames or (scene.frame_start, scene.frame_end)
     key = hashlib.sha256(json.dumps([blend_sha, merge_key]).encode()).hexdigest()
-    if state.get("key") != key:
-        done: list[int] = []
-    else:
-        done = [f for f in state.get("done", []) if (final / final_name(f)).is_file()]
+    # With the same inputs, a frame whose PNG is on disk is finished: the PNG is renamed
+    # into place only after its EXR was written.
+    done = ([] if state.get("key") != key else
+            [f for f in range(first, last + 1) if (final / final_name(f)).is_file()])
     final.mkdir(exist_ok=True)
     exr.mkdir(exist_ok=True)
     todo = [f for f in range(first, last + 1) if f not in set(done)]
@@ -129,8 +140,6 @@ def composite(plate_blend: Path, merge_folder: Path, blend: Path,
             tmp.unlink(missing_ok=True)
             raise FaceGraftError(f"{target}: could not write the frame ({exc})") from exc
         done.append(frame)
-        if count % 10 == 0 or count == len(todo):
-            save_state()
         progress.update(count)
     save_state()
     progress.finish(output=str(final), frames=len(todo), blend=how)

@@ -1,4 +1,4 @@
-"""Operators: Load Plate, Track (in the worker, modal, ESC cancels), Build Scene."""
+"""Operators: Load Plate, one per stage (worker stages modal with ESC to cancel), Run All."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import bpy
 
 from ..common.errors import FaceGraftError
 from ..common.profiles import PROFILE_RESOLUTION
+from ..common.swap_file import swap_dir
 from .build_stage import build_into_scene
+from .composite import setup_composite
 from .preferences import get_preferences
 from .scene_build import FACE_NAME
 from .transfer import SHAPE_KEY, transfer_into_scene
@@ -105,6 +107,9 @@ class WorkerStageOperator:
     def on_tick(self, context) -> None:
         """Called on every timer tick while the worker runs."""
 
+    def on_success(self, context) -> None:
+        """Called once the worker has finished without error."""
+
     def execute(self, context):
         state = getattr(context.scene.facegraft, self.state_name)
         try:
@@ -153,6 +158,12 @@ class WorkerStageOperator:
         state = getattr(context.scene.facegraft, self.state_name)
         if returncode == 0:
             state.status, state.progress, state.message = "DONE", 1.0, ""
+            try:
+                self.on_success(context)
+            except (FaceGraftError, RuntimeError) as exc:
+                state.status, state.message = "FAILED", str(exc)
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
             return {"FINISHED"}
         state.status, state.message = "FAILED", self._job.failure(returncode)
         self.report({"ERROR"}, f"{self.bl_label} failed: {state.message}")
@@ -295,6 +306,119 @@ class FACEGRAFT_OT_swap(WorkerStageOperator, bpy.types.Operator):
         return ["--run", str(run_folder(context)), "--target", str(folder)]
 
 
+def swap_folder(context) -> Path:
+    return swap_dir(required_shot_folder(context), resolution(context), run_folder(context))
+
+
+def merge_folder(context) -> Path:
+    folder = swap_folder(context)
+    return folder.with_name(folder.name.replace("swap_", "merge_", 1))
+
+
+class FACEGRAFT_OT_merge(WorkerStageOperator, bpy.types.Operator):
+    """Warp the swapped faces back onto the plate, colour matched, with their matte"""
+
+    bl_idname = "facegraft.merge"
+    bl_label = "Merge"
+    stage, state_name = "merge", "merge"
+
+    def worker_args(self, context):
+        return ["--target", str(required_shot_folder(context)), "--swap",
+                str(swap_folder(context))]
+
+
+class FACEGRAFT_OT_composite(bpy.types.Operator):
+    """Put the merged face on the face mesh and build the compositor tree over the plate
+    (render with Render Animation; frames and EXR layers go into the shot folder)"""
+
+    bl_idname = "facegraft.composite"
+    bl_label = "Composite"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        state = context.scene.facegraft.composite
+        try:
+            folder = required_shot_folder(context)
+            setup_composite(context.scene, merge_folder(context), folder / "exr")
+            context.scene.render.filepath = str(folder / "final" / "final_######")
+        except FaceGraftError as exc:
+            state.status, state.message = "FAILED", str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        state.status, state.progress, state.message = "DONE", 1.0, ""
+        return {"FINISHED"}
+
+
+FINAL_IMAGE = "FaceGraft Final"
+
+
+def load_final_frames(context, out: Path) -> bpy.types.Image:
+    """The run's final frames as an image sequence: in the Image Editor and over the plate
+    as the camera's second background, so scrubbing the timeline plays the result."""
+    from .scene_build import CAMERA_NAME
+
+    scene = context.scene
+    first = out / "final" / f"final_{scene.frame_start:06d}.png"
+    if not first.is_file():
+        raise FaceGraftError(f"{first}: no final frames")
+    image = bpy.data.images.get(FINAL_IMAGE)
+    if image is not None:
+        bpy.data.images.remove(image)
+    image = bpy.data.images.load(str(first))
+    image.name = FINAL_IMAGE
+    image.source = "SEQUENCE"
+    for area in context.screen.areas if context.screen else ():
+        if area.type == "IMAGE_EDITOR":
+            space = area.spaces.active
+            space.image = image
+            space.image_user.frame_start = scene.frame_start
+            space.image_user.frame_offset = scene.frame_start - 1
+            space.image_user.frame_duration = scene.frame_end - scene.frame_start + 1
+            space.image_user.use_auto_refresh = True
+    camera = bpy.data.objects.get(CAMERA_NAME)
+    if camera is not None:
+        backgrounds = camera.data.background_images
+        for background in list(backgrounds):
+            if background.image is not None and background.image.name == FINAL_IMAGE:
+                backgrounds.remove(background)
+        background = backgrounds.new()
+        background.source = "IMAGE"
+        background.image = image
+        background.image_user.frame_start = scene.frame_start
+        background.image_user.frame_offset = scene.frame_start - 1
+        background.image_user.frame_duration = scene.frame_end - scene.frame_start + 1
+        background.image_user.use_auto_refresh = True
+        background.display_depth = "FRONT"
+        camera.data.show_background_images = True
+    return image
+
+
+class FACEGRAFT_OT_run_all(WorkerStageOperator, bpy.types.Operator):
+    """Run every stage from the plate and source footage to the final shot (in the
+    worker; ESC stops, the next Run All continues where it stopped)"""
+
+    bl_idname = "facegraft.run_all"
+    bl_label = "Run All"
+    stage, state_name = "run", "run_all"
+
+    def worker_args(self, context):
+        plate, folder = shot_paths(context)
+        shot = context.scene.facegraft
+        if plate is None or folder is None or not shot.source:
+            raise FaceGraftError("set the plate, the source footage and a shot folder first")
+        return ["--source", bpy.path.abspath(shot.source), "--target", str(plate),
+                "--out", str(run_all_folder(context)), "--profile", shot.profile,
+                "--minutes", str(shot.train_minutes)]
+
+    def on_success(self, context) -> None:
+        load_final_frames(context, run_all_folder(context))
+
+
+def run_all_folder(context) -> Path:
+    """Where Run All keeps its run (its own layout: see ml/pipeline.py)."""
+    return required_shot_folder(context) / "run_all"
+
+
 class FACEGRAFT_OT_transfer(bpy.types.Operator):
     """Give the plate's face mesh the source person's face shape (an editable shape key)"""
 
@@ -342,6 +466,7 @@ class FACEGRAFT_OT_build_scene(bpy.types.Operator):
 classes = (
     FACEGRAFT_OT_load_plate, FACEGRAFT_OT_track, FACEGRAFT_OT_track_source,
     FACEGRAFT_OT_build_scene, FACEGRAFT_OT_transfer, FACEGRAFT_OT_guides, FACEGRAFT_OT_dataset,
-    FACEGRAFT_OT_prepare_source, FACEGRAFT_OT_train, FACEGRAFT_OT_swap,
+    FACEGRAFT_OT_prepare_source, FACEGRAFT_OT_train, FACEGRAFT_OT_swap, FACEGRAFT_OT_merge,
+    FACEGRAFT_OT_composite, FACEGRAFT_OT_run_all,
 )
 register, unregister = bpy.utils.register_classes_factory(classes)

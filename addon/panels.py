@@ -16,6 +16,8 @@ STAGE_ROWS = (
     ("source_prepare", "Prepare Source", "facegraft.prepare_source", "FILE_CACHE"),
     ("train", "Train", "facegraft.train", "EXPERIMENTAL"),
     ("swap", "Swap", "facegraft.swap", "FACE_MAPS"),
+    ("merge", "Merge", "facegraft.merge", "IMAGE_RGB_ALPHA"),
+    ("composite", "Composite", "facegraft.composite", "NODE_COMPOSITING"),
 )
 
 
@@ -30,18 +32,24 @@ def draw_facegraft(layout, context) -> None:
     row.prop(shot, "profile")
     row.prop(shot, "train_minutes")
     layout.separator()
+    _stage_row(layout, context, "run_all", "Run All", "facegraft.run_all", "PLAY")
+    layout.separator()
     for key, label, operator, icon in STAGE_ROWS:
-        state = getattr(shot, key)
-        status = stage_status(context.scene, key)
-        row = layout.row(align=True)
-        row.enabled = status != "RUNNING"
-        row.operator(operator, text=label, icon=icon)
-        if status == "RUNNING":
-            row.progress(factor=state.progress, text=f"{state.progress * 100:.0f} %")
-        else:
-            row.label(text=state.bl_rna.properties["status"].enum_items[status].name)
-        if status == "FAILED" and state.message:
-            layout.label(text=state.message, icon="ERROR")
+        _stage_row(layout, context, key, label, operator, icon)
+
+
+def _stage_row(layout, context, key: str, label: str, operator: str, icon: str) -> None:
+    state = getattr(context.scene.facegraft, key)
+    status = stage_status(context.scene, key)
+    row = layout.row(align=True)
+    row.enabled = status != "RUNNING"
+    row.operator(operator, text=label, icon=icon)
+    if status == "RUNNING":
+        row.progress(factor=state.progress, text=f"{state.progress * 100:.0f} %")
+    else:
+        row.label(text=state.bl_rna.properties["status"].enum_items[status].name)
+    if status == "FAILED" and state.message:
+        layout.label(text=state.message, icon="ERROR")
 
 
 class VIEW3D_PT_facegraft(bpy.types.Panel):

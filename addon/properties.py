@@ -36,6 +36,9 @@ class FaceGraftShot(bpy.types.PropertyGroup):
     source_prepare: bpy.props.PointerProperty(type=FaceGraftStageState)
     train: bpy.props.PointerProperty(type=FaceGraftStageState)
     swap: bpy.props.PointerProperty(type=FaceGraftStageState)
+    merge: bpy.props.PointerProperty(type=FaceGraftStageState)
+    composite: bpy.props.PointerProperty(type=FaceGraftStageState)
+    run_all: bpy.props.PointerProperty(type=FaceGraftStageState)
     profile: bpy.props.EnumProperty(
         name="Profile", default="cpu",
         items=(("tiny", "Tiny", "64 px, seconds: for tests"),

@@ -14,7 +14,7 @@ import bpy
 from ..common.guides_file import guides_dir
 from ..common.profiles import PROFILE_RESOLUTION
 from ..common.track_file import TRACK_FILENAME, read_track_meta
-from .scene_build import FACE_NAME
+from .scene_build import FACE_NAME, ROLE
 from .transfer import SHAPE_KEY
 
 _meta_cache: dict[Path, tuple[int, dict | None]] = {}
@@ -59,7 +59,12 @@ def stage_status(scene: bpy.types.Scene, stage: str) -> str:
         "dataset": folder / f"dataset_{size}" / "meta.json",
         "train": folder / f"run_{shot.profile}" / "checkpoint.json",
         "swap": folder / f"swap_{size}_run_{shot.profile}" / "meta.json",
+        "merge": folder / f"merge_{size}_run_{shot.profile}" / "meta.json",
+        "run_all": folder / "run_all" / "metrics.json",
     }
+    if stage == "composite":
+        tree = getattr(scene, "compositing_node_group", None)
+        return "DONE" if tree is not None and tree.get(ROLE) == "composite" else "NOT_RUN"
     if stage == "source_prepare" and shot.source:
         source = Path(bpy.path.abspath(shot.source))
         done[stage] = source.with_name(source.stem + ".facegraft") / f"dataset_{size}" / "meta.json"

@@ -24,6 +24,8 @@ import hashlib
 import json
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,7 +45,10 @@ from .video import probe_video, read_frames
 
 MERGE_FORMAT = "facegraft.merge"
 MERGE_VERSION = 1
-PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_RLE]
+WRITERS = 2  # PNG encoding releases the GIL: encode on both cores while the next frame warps
 
 
 @dataclass
@@ -224,6 +229,14 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
     blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
     blank_matte = np.zeros((info.height, info.width), np.uint8)
     start_frame = int(track.meta["start"]) + 1
+    writer = ThreadPoolExecutor(WRITERS)
+    pending: deque = deque()
+
+    def write(path: Path, image: np.ndarray) -> None:
+        pending.append(writer.submit(_write_png, path, image))
+        while len(pending) > 4 * WRITERS:
+            pending.popleft().result()  # bounded memory; raises a write's error here
+
     try:
         present = swapped["present"]
         for row in range(n):
@@ -242,10 +255,12 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
                                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
             else:
                 plate_face, plate_matte = blank_rgba, blank_matte
-            _write_png(partial / "swap" / sequence_name("swap", scene_frame),
-                       cv2.cvtColor(plate_face, cv2.COLOR_RGBA2BGRA))
-            _write_png(partial / "matte" / sequence_name("matte", scene_frame), plate_matte)
+            write(partial / "swap" / sequence_name("swap", scene_frame),
+                  cv2.cvtColor(plate_face, cv2.COLOR_RGBA2BGRA))
+            write(partial / "matte" / sequence_name("matte", scene_frame), plate_matte)
             progress.update(row + 1)
+        while pending:
+            pending.popleft().result()
         seconds = time.perf_counter() - started
         (partial / "meta.json").write_text(json.dumps({
             "format": MERGE_FORMAT, "version": MERGE_VERSION, "frame_count": n,
@@ -256,10 +271,12 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
         }, indent=1))
         replace_folder(partial, folder)
     except BaseException as exc:
+        writer.shutdown(cancel_futures=True)
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, FaceGraftError):
             progress.error(str(exc))
         raise
+    writer.shutdown()
     progress.finish(output=str(folder), frames=n)
     return folder
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,46 @@ def franck300_guides(franck300_shot) -> Path:
                      "--progress", "none")
     assert result.returncode == 0, result.stderr
     return franck300_shot / "guides_256"
+
+
+@dataclass
+class FastRun:
+    """A tiny-profile run of every stage on 20 plate frames, killed mid-render and resumed."""
+
+    out: Path
+    killed_at: dict[str, tuple[int, int]]  # final PNGs on disk when it was killed: inode, mtime
+    resume: subprocess.CompletedProcess
+    resume_seconds: float
+
+
+FAST_RUN_ARGS = ("--profile", "tiny", "--steps", "40", "--frames", "0:20",
+                 "--source-frames", "0:60")
+
+
+def run_args(source: Path, target: Path, out: Path) -> list[str]:
+    return ["run", "--source", str(source), "--target", str(target), "--out", str(out),
+            *FAST_RUN_ARGS]
+
+
+@pytest.fixture(scope="session")
+def fast_run(franck, single_face, tmp_path_factory) -> FastRun:
+    """``facegraft run`` (man A onto man B, tiny profile, plate frames 0-19), SIGKILLed with
+    its whole process group once a few final frames are on disk, then run again."""
+    out = tmp_path_factory.mktemp("fast_run") / "run"
+    argv = [sys.executable, "-m", "facegraft", *run_args(franck, single_face, out)]
+    process = subprocess.Popen([*argv, "--progress", "json"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    final = out / "final"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if final.is_dir() and len(list(final.glob("final_*.png"))) >= 5:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()
+    killed_at = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in final.glob("*.png")}
+    started = time.monotonic()
+    resume = run_cli(*run_args(franck, single_face, out), "--progress", "bar")
+    assert resume.returncode == 0, resume.stderr
+    return FastRun(out, killed_at, resume, time.monotonic() - started)

@@ -1,0 +1,104 @@
+"""Merge: colour matching in Lab, the matte from the mesh's regions, smoothing over time,
+and the folder it writes (on the real frames of the fast run)."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from facegraft.common.guides_file import REGION_LABELS, load_guides
+from facegraft.common.swap_file import load_swap
+from facegraft.ml.dataset import dataset_dir, load_dataset
+from facegraft.ml.merge import (
+    MergeOptions,
+    apply_color,
+    color_statistics,
+    crop_matte,
+    merge,
+    smooth_over_time,
+)
+
+
+@pytest.fixture(scope="module")
+def crops(fast_run):
+    plate = fast_run.out / "plate"
+    swapped = load_swap(plate / "swap_64_train_tiny")
+    guides = load_guides(plate / swapped["meta"]["guides"])
+    data = load_dataset(dataset_dir(plate, 64))
+    return swapped, guides, data
+
+
+@pytest.mark.parametrize("mode", ["mean", "meanstd", "hist"])
+def test_colour_matching_brings_the_swap_to_the_plate(crops, mode):
+    swapped, guides, data = crops
+    row = 10
+    skin = (np.asarray(guides.region[row]) == REGION_LABELS["skin"]) & (
+        np.asarray(data["mask"][row]) > 0)
+    swap_rgb = np.asarray(swapped["rgba"][row, ..., :3])
+    plate_rgb = np.asarray(data["rgb"][row])
+    params = color_statistics(swap_rgb, plate_rgb, skin, mode)
+    matched = apply_color(swap_rgb, params, mode)
+
+    def lab(image):
+        return cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[skin].astype(float)
+
+    before = np.abs(lab(swap_rgb).mean(0) - lab(plate_rgb).mean(0)).sum()
+    after = np.abs(lab(matched).mean(0) - lab(plate_rgb).mean(0)).sum()
+    print(f"{mode}: Lab mean distance {before:.1f} -> {after:.1f}")
+    assert after < before / 3 and after < 4
+    if mode in ("meanstd", "hist"):
+        spread = np.abs(lab(matched).std(0) - lab(plate_rgb).std(0)).sum()
+        assert spread < 4
+    assert np.array_equal(apply_color(swap_rgb, params, "none"), swap_rgb)
+
+
+def test_matte_stays_on_the_mesh_and_can_leave_the_mouth_to_the_plate(crops):
+    _, guides, _ = crops
+    region = np.asarray(guides.region)
+    row = int(np.argmax((region == REGION_LABELS["mouth_interior"]).sum(axis=(1, 2))))
+    mouth = region[row] == REGION_LABELS["mouth_interior"]
+    normals = np.asarray(guides.normals[row])
+    swap_mouth = crop_matte(region[row], normals, MergeOptions(mouth="swap", feather=0))
+    plate_mouth = crop_matte(region[row], normals, MergeOptions(mouth="plate", feather=0))
+    assert np.all(swap_mouth[region[row] == 0] == 0)
+    assert swap_mouth.max() == 1.0
+    if mouth.sum() >= 4:
+        assert plate_mouth[mouth].max() == 0 and swap_mouth[mouth].mean() > 0.5
+    # Erosion pulls the matte in from the mesh's edge; feathering softens it inside.
+    hard = crop_matte(region[row], normals, MergeOptions(erode=0, feather=0))
+    eroded = crop_matte(region[row], normals, MergeOptions(erode=0.05, feather=0))
+    soft = crop_matte(region[row], normals, MergeOptions(erode=0, feather=0.1))
+    assert (eroded > 0).sum() < (hard > 0).sum()
+    assert ((soft > 0.01) & (soft < 0.99)).sum() > ((hard > 0.01) & (hard < 0.99)).sum()
+
+
+def test_colour_statistics_are_smoothed_over_time():
+    rng = np.random.default_rng(0)
+    noisy = [np.full((2, 2, 3), 100.0) + rng.normal(0, 5, (2, 2, 3)) for _ in range(50)]
+    noisy[20] = None  # a frame without skin takes its neighbours'
+    smooth = smooth_over_time(noisy, sigma_frames=6)
+    steps = [np.abs(smooth[i + 1] - smooth[i]).mean() for i in range(49)]
+    raw_steps = [np.abs(noisy[i + 1] - noisy[i]).mean() for i in range(49)
+                 if noisy[i] is not None and noisy[i + 1] is not None]
+    assert np.mean(steps) < np.mean(raw_steps) / 5
+    assert smooth[20] is not None
+
+
+def test_merge_folder_is_complete_and_reruns_skip(fast_run, tmp_path):
+    plate = fast_run.out / "plate"
+    swap = tmp_path / "swap_64_copy"
+    shutil.copytree(plate / "swap_64_train_tiny", swap)
+    folder = merge(plate, swap, MergeOptions(color="hist", mouth="plate"), progress_mode="none")
+    assert folder == tmp_path / "merge_64_copy"
+    assert len(list((folder / "swap").glob("swap_*.png"))) == 20
+    assert len(list((folder / "matte").glob("matte_*.png"))) == 20
+    face = cv2.imread(str(folder / "swap" / "swap_000005.png"), cv2.IMREAD_UNCHANGED)
+    # The swap's alpha (the tiny model's own prediction) lies on the face, nowhere else.
+    assert face.shape == (360, 640, 4) and (face[..., 3] > 0).sum() > 2000
+    assert face[:40, :40, 3].max() == 0 and face[-40:, -40:, 3].max() == 0
+    stamp = (folder / "meta.json").stat().st_mtime_ns
+    assert merge(plate, swap, MergeOptions(color="hist", mouth="plate"),
+                 progress_mode="none") == folder
+    assert (folder / "meta.json").stat().st_mtime_ns == stamp
