@@ -21,6 +21,7 @@ from ..common.track_file import TRACK_FILENAME, load_track
 from .dataset import dataset_dir, load_dataset
 from .video import probe_video, read_frames
 
+DELIVERABLES = ("final.mp4", "contact_sheet.png", "metrics.json")
 SHEET_ROWS = 4
 SHEET_TILE = 192
 

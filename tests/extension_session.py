@@ -74,10 +74,24 @@ found["dataset"] = sorted(bpy.ops.facegraft.dataset())
 found["prepare_source"] = sorted(bpy.ops.facegraft.prepare_source())
 found["train"] = sorted(bpy.ops.facegraft.train())
 found["swap"] = sorted(bpy.ops.facegraft.swap())
+found["merge"] = sorted(bpy.ops.facegraft.merge())
+found["composite"] = sorted(bpy.ops.facegraft.composite())
+tree = scene.compositing_node_group
+found["compositor"] = tree.name if tree else None
+scene.frame_set(30)
+bpy.ops.render.render(write_still=False)  # the artist's F12
+found["exr_written"] = [p.name for p in (shot / "exr").glob("*.exr")]
 found["outputs"] = sorted(p.name for p in shot.iterdir() if not p.name.startswith("."))
 found["statuses"] = [status(scene, stage) for stage in
                      ("track", "build", "source_track", "transfer", "guides", "dataset",
-                      "source_prepare", "train", "swap")]
+                      "source_prepare", "train", "swap", "merge", "composite")]
+# Run All: the whole pipeline from the footage, results loaded for scrubbing.
+found["run_all"] = sorted(bpy.ops.facegraft.run_all())
+found["run_all_status"] = status(scene, "run_all")
+found["run_all_frames"] = len(list((shot / "run_all" / "final").glob("final_*.png")))
+found["final_image"] = bpy.data.images.get("FaceGraft Final") is not None
+camera = bpy.data.objects["FaceGraft Camera"]
+found["backgrounds"] = [b.source for b in camera.data.background_images]
 
 # The command registered for 'blender -b -c facegraft ...'.
 cli = sys.modules[module + ".addon.cli_command"]
@@ -86,4 +100,7 @@ found["cli_build"] = cli.handle_cli(["build", "--shot", str(shot),
 found["cli_blend"] = (shot / "cli.blend").is_file()
 found["cli_bad"] = cli.handle_cli(["build", "--shot", str(shot / "nope"),
                                    "--blend", str(shot / "x.blend")])
+# A worker stage through the Blender command: forwarded to the worker Python.
+found["cli_merge"] = cli.handle_cli(["merge", "--target", str(shot), "--swap",
+                                     str(shot / "swap_64_run_tiny"), "--progress", "bar"])
 print("FINDINGS " + json.dumps(found))

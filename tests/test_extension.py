@@ -46,11 +46,18 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
     assert found["status_after_build"] == ["DONE", "DONE"]
     assert found["status_other_plate"] == "STALE"
     assert found["face_vertices"] == 468 and found["frame_end"] == 72
-    stages = ("track_source", "transfer", "guides", "dataset", "prepare_source", "train", "swap")
+    stages = ("track_source", "transfer", "guides", "dataset", "prepare_source", "train", "swap",
+              "merge", "composite", "run_all")
     assert [found[k] for k in stages] == [["FINISHED"]] * len(stages)
     assert {"track.npz", "face_shape.pc2", "guides_64", "guides_64_source_identity",
-            "dataset_64", "run_tiny", "swap_64_run_tiny"} <= set(found["outputs"])
-    assert found["statuses"] == ["DONE"] * 9
+            "dataset_64", "run_tiny", "swap_64_run_tiny", "merge_64_run_tiny",
+            "exr"} <= set(found["outputs"])
+    assert found["statuses"] == ["DONE"] * 11
+    assert found["compositor"] == "FaceGraft Composite"
+    assert found["exr_written"] == ["facegraft_000030.exr"]
+    assert found["run_all_status"] == "DONE" and found["run_all_frames"] == 72
+    assert found["final_image"] and found["backgrounds"] == ["MOVIE_CLIP", "IMAGE"]
+    assert found["cli_merge"] == 0
     assert (source.parent / "carphone.facegraft" / "track.npz").is_file()
     assert found["cli_build"] == 0 and found["cli_blend"]
     assert found["cli_bad"] == 1

@@ -78,7 +78,9 @@ def test_killed_run_resumes_where_it_stopped(fast_run):
 
 
 def test_rerun_with_nothing_changed_skips_every_stage(fast_run, franck, single_face):
-    before = {p: p.stat().st_mtime_ns for p in (fast_run.out / "final").iterdir()}
+    outputs = [*(fast_run.out / "final").iterdir(), fast_run.out / "metrics.json",
+               fast_run.out / "final.mp4", fast_run.out / "shot.blend"]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
     started = time.monotonic()
     result = run_cli(*run_args(franck, single_face, fast_run.out))
     seconds = time.monotonic() - started
@@ -86,7 +88,7 @@ def test_rerun_with_nothing_changed_skips_every_stage(fast_run, franck, single_f
     print(f"rerun: {seconds:.1f} s")
     for stage in STAGES:
         assert f"] {stage}: up to date" in result.stderr, stage
-    assert before == {p: p.stat().st_mtime_ns for p in (fast_run.out / "final").iterdir()}
+    assert before == {p: p.stat().st_mtime_ns for p in outputs}
     assert seconds < 30
 
 
@@ -149,6 +151,27 @@ def test_a_disk_that_fills_up(franck, single_face, tmp_path):
     leftovers = [p for p in out.rglob("*") if ".partial" in p.name]
     assert not leftovers, leftovers
     assert os.path.getsize(franck) > 0 and os.path.getsize(single_face) > 0
+
+
+def test_an_artists_edit_of_the_shot_blend_is_rendered_and_kept(fast_run, franck, single_face):
+    """Runs last among the fast run's tests: it changes the run's composite."""
+    import bpy
+
+    blend = fast_run.out / "shot.blend"
+    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+    # The artist turns the face layer off in the compositor and saves.
+    bpy.context.scene.compositing_node_group.nodes["Face Over Plate"].inputs["Factor"] \
+        .default_value = 0.0
+    bpy.ops.wm.save_mainfile()
+    edited = blend.read_bytes()
+    result = run_cli(*run_args(franck, single_face, fast_run.out))
+    assert result.returncode == 0, result.stderr
+    assert "] composite: up to date" not in result.stderr
+    assert blend.read_bytes() == edited  # rendered, not replaced
+    metrics = json.loads((fast_run.out / "metrics.json").read_text())
+    assert metrics["final_vs_plate"]["inside_matte_mean_abs"] < 2.5  # the edit shows
+    state = json.loads((fast_run.out / "final" / "render.json").read_text())
+    assert state["blend_origin"] == "edited"
 
 
 @pytest.mark.slow
