@@ -19,7 +19,9 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ STATE_VERSION = 1
 DEFAULT_MINUTES = {"tiny": 1.0, "cpu": 12.0, "gpu": 20.0, "hq": 60.0}
 MIN_SOURCE_FACE_FRAMES = 100  # fewer is no identity to learn (unless the plate is shorter)
 SOURCE_VARIANT = "Source Identity"
+ERROR_PREFIX = "facegraft: error: "
 
 
 @dataclass
@@ -194,6 +197,11 @@ class _Runner:
                   flush=True)
         process = subprocess.Popen(argv, stdout=subprocess.PIPE if self.mode == "json" else None,
                                    stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        # The stage's messages go on to the user as they come (its progress, in bar mode);
+        # its error line is kept to be reported once, as this run's error.
+        tail: deque[str] = deque(maxlen=50)
+        relay = threading.Thread(target=self._relay_stderr, args=(process, tail), daemon=True)
+        relay.start()
         try:
             error = ""
             if self.mode == "json":
@@ -208,8 +216,8 @@ class _Runner:
                                   done=index, total=self.count, step=stage.name)
                     elif message.get("event") == "error":
                         error = str(message.get("message", ""))
-            stderr = process.stderr.read()
             returncode = process.wait()
+            relay.join()
         except BaseException:
             process.terminate()  # the stage removes its temporary files on SIGTERM
             try:
@@ -217,14 +225,19 @@ class _Runner:
             except subprocess.TimeoutExpired:
                 process.kill()
             raise
-        if self.mode == "bar" and stderr:
-            sys.stderr.write(stderr)
         if returncode != 0:
-            reasons = [ln.removeprefix("facegraft: error: ") for ln in stderr.splitlines()
-                       if ln.startswith("facegraft: error: ")]
-            last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+            reasons = [ln.removeprefix(ERROR_PREFIX) for ln in tail if ln.startswith(ERROR_PREFIX)]
+            last = tail[-1] if tail else "no output"
             raise FaceGraftError(error or (reasons[-1] if reasons else
                                            f"stage '{stage.name}' failed ({last})"))
+
+    def _relay_stderr(self, process: subprocess.Popen, tail: deque) -> None:
+        for line in process.stderr:
+            line = line.rstrip("\n")
+            if line.strip():
+                tail.append(line)
+            if self.mode == "bar" and not line.startswith(ERROR_PREFIX):
+                print(line, file=sys.stderr, flush=True)
 
 
 def run_pipeline(source: Path, target: Path, out: Path, options: RunOptions,
