@@ -45,6 +45,9 @@ bench: $(STAMP) samples
 	rm -rf out/bench && mkdir -p out/bench/franck
 	$(BIN)/python bench/guides.py $(SAMPLES)/franck.mp4 --shot out/bench/franck
 	$(BIN)/python bench/dataset.py out/bench/franck
+	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --target $(SAMPLES)/single_face.mp4 \
+		--out out/bench/run --profile tiny --steps 40 --source-frames 0:200
+	$(BIN)/python bench/merge.py out/bench/run
 
 clean-venv:
 	rm -rf $(VENV)

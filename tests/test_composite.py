@@ -4,6 +4,8 @@ hides the swap)."""
 
 from __future__ import annotations
 
+import json
+
 import bpy  # noqa: E402
 import cv2
 import numpy as np
@@ -58,6 +60,15 @@ def test_exr_holds_plate_swap_matte_and_guides(fast_run):
     outside = matte == 0
     assert np.abs(final[outside, :3] - plate[outside, :3]).max() < 1e-3
     assert np.abs(final[face, :3] - plate[face, :3]).mean() > 0.02
+    # Where the matte is full, the final is the merged swap projected through the mesh,
+    # pixel for pixel, plus the grain (uniform, at most half its scale either way).
+    merge_meta = json.loads((fast_run.out / "plate" / "merge_64_train_tiny" / "meta.json")
+                            .read_text())
+    grain = merge_meta["plate_grain"] * 12 ** 0.5 / 2
+    swap = layers["swap"]["swap"].pixels.astype(np.float32)
+    full = matte >= 0.999
+    assert full.sum() > 1000
+    assert np.abs(final[full, :3] - swap[full, :3]).max() <= grain + 4e-3
 
 
 def test_an_object_in_front_of_the_face_hides_the_swap(fast_run, tmp_path):
