@@ -8,7 +8,7 @@ import bpy
 
 from ..common.errors import FaceGraftError
 from ..common.profiles import PROFILE_RESOLUTION
-from ..common.swap_file import swap_dir
+from ..common.swap_file import merge_dir, swap_dir
 from .build_stage import build_into_scene
 from .composite import setup_composite
 from .preferences import get_preferences
@@ -311,8 +311,7 @@ def swap_folder(context) -> Path:
 
 
 def merge_folder(context) -> Path:
-    folder = swap_folder(context)
-    return folder.with_name(folder.name.replace("swap_", "merge_", 1))
+    return merge_dir(swap_folder(context))
 
 
 class FACEGRAFT_OT_merge(WorkerStageOperator, bpy.types.Operator):

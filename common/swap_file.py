@@ -22,6 +22,12 @@ def swap_dir(target: Path, resolution: int, run: Path) -> Path:
     return Path(target) / f"swap_{resolution}_{Path(run).resolve().name}"
 
 
+def merge_dir(swap_folder: Path) -> Path:
+    """Where the merge stage puts a swap folder's faces in plate space (beside it)."""
+    swap_folder = Path(swap_folder)
+    return swap_folder.with_name(swap_folder.name.replace("swap_", "merge_", 1))
+
+
 def load_swap(folder: Path) -> dict:
     folder = Path(folder)
     meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")

@@ -16,7 +16,7 @@ from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.errors import FaceGraftError
 from ..common.guides_file import load_guides
 from ..common.profiles import PROFILE_RESOLUTION
-from ..common.swap_file import load_swap, swap_dir
+from ..common.swap_file import load_swap, merge_dir, swap_dir
 from ..common.track_file import TRACK_FILENAME, load_track
 from .dataset import dataset_dir, load_dataset
 from .video import probe_video, read_frames
@@ -123,7 +123,7 @@ def deliver(out: Path, options, state: dict, timings: dict) -> Path:
     plate = out / "plate"
     size = PROFILE_RESOLUTION[options.profile]
     swap_folder = swap_dir(plate, size, out / f"train_{options.profile}")
-    merge_folder = swap_folder.with_name(swap_folder.name.replace("swap_", "merge_", 1))
+    merge_folder = merge_dir(swap_folder)
     merge_meta = json.loads((merge_folder / "meta.json").read_text())
     track = load_track(plate / TRACK_FILENAME)
     started = time.perf_counter()

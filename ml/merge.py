@@ -38,7 +38,7 @@ from ..common.guides_file import REGION_LABELS, load_guides
 from ..common.merge_modes import COLOR_MODES, MOUTH_MODES
 from ..common.progress import Progress
 from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
-from ..common.swap_file import load_swap
+from ..common.swap_file import load_swap, merge_dir
 from ..common.track_file import TRACK_FILENAME, load_track
 from .dataset import dataset_dir, load_dataset
 from .video import probe_video, read_frames
@@ -67,11 +67,6 @@ class MergeOptions:
         if not (0 <= self.erode < 0.25 and 0 <= self.feather < 0.25):
             raise FaceGraftError("erode and feather are fractions of the crop width "
                                  "from 0 to 0.25")
-
-
-def merge_dir(swap_folder: Path) -> Path:
-    swap_folder = Path(swap_folder)
-    return swap_folder.with_name(swap_folder.name.replace("swap_", "merge_", 1))
 
 
 def sequence_name(kind: str, scene_frame: int) -> str:

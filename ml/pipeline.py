@@ -29,7 +29,7 @@ from ..common.atomic import write_bytes_atomic
 from ..common.errors import FaceGraftError
 from ..common.profiles import PROFILE_RESOLUTION
 from ..common.samples import sha256_of
-from ..common.swap_file import swap_dir
+from ..common.swap_file import merge_dir, swap_dir
 from .video import probe_video
 
 STATE_FILE = "pipeline.json"
@@ -80,7 +80,7 @@ def plan(source: Path, target: Path, out: Path, options: RunOptions) -> list[Sta
     length = (["--steps", str(options.steps)] if options.steps is not None else
               ["--minutes", str(options.minutes or DEFAULT_MINUTES[options.profile])])
     swapped = swap_dir(plate, size, run)
-    merged = swapped.with_name(swapped.name.replace("swap_", "merge_", 1))
+    merged = merge_dir(swapped)
     return [
         Stage("track plate", ["track", str(target), "--shot", str(plate),
                               *_range_args(options.frames)],
@@ -278,7 +278,7 @@ def run_pipeline(source: Path, target: Path, out: Path, options: RunOptions,
         runner.run(index, stage)
         seconds = round(time.perf_counter() - started, 2)
         if stage.name == "track source":
-            _check_source_length(out, options)
+            _check_source_length(out)
         # The key is taken after the stage, from what it read then (transfer rewrites the
         # .blend it reads; a later stage reading it keys on the result).
         keys[stage.name] = stage_key(stage, keys)
@@ -304,7 +304,7 @@ def run_pipeline(source: Path, target: Path, out: Path, options: RunOptions,
     return out
 
 
-def _check_source_length(out: Path, options: RunOptions) -> None:
+def _check_source_length(out: Path) -> None:
     from ..common.track_file import TRACK_FILENAME, load_track
 
     source = load_track(out / "source" / TRACK_FILENAME)
