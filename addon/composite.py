@@ -46,7 +46,7 @@ def _sequence(path: Path, data: bool) -> bpy.types.Image:
     return image
 
 
-def _image_user(user, first_frame: int, frames: int) -> None:
+def image_user(user, first_frame: int, frames: int) -> None:
     # File number = scene frame: Blender reads frame f as number f - start + 1 + offset.
     user.frame_start = first_frame
     user.frame_offset = first_frame - 1
@@ -90,7 +90,7 @@ def _face_material(swap: bpy.types.Image, meta: dict) -> bpy.types.Material:
     texture.image = swap
     texture.interpolation = "Closest"  # one texel per pixel: the projection is exact
     texture.extension = "CLIP"
-    _image_user(texture.image_user, meta["first_scene_frame"], meta["frame_count"])
+    image_user(texture.image_user, meta["first_scene_frame"], meta["frame_count"])
     emission = nodes.new("ShaderNodeEmission")
     output = nodes.new("ShaderNodeOutputMaterial")
     links.new(coords.outputs["Window"], texture.inputs["Vector"])
@@ -168,7 +168,7 @@ def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.
     matte_node = node("CompositorNodeImage", "Matte", -900, -650)
     matte_node.image = matte
     for image_node in (swap_node, matte_node):
-        _image_user(image_node, meta["first_scene_frame"], meta["frame_count"])
+        image_user(image_node, meta["first_scene_frame"], meta["frame_count"])
 
     covered = node("ShaderNodeMath", "Matte x Coverage", -600, -300)
     covered.operation = "MULTIPLY"

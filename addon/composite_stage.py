@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import bpy
 
-from ..common.atomic import write_bytes_atomic
+from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.errors import FaceGraftError
 from ..common.progress import Progress
 from ..common.samples import sha256_of
@@ -110,21 +109,19 @@ def composite(plate_blend: Path, merge_folder: Path, blend: Path,
     key = hashlib.sha256(json.dumps([blend_sha, merge_key]).encode()).hexdigest()
     # With the same inputs, a frame whose PNG is on disk is finished: the PNG is renamed
     # into place only after its EXR was written.
-    done = ([] if state.get("key") != key else
-            [f for f in range(first, last + 1) if (final / final_name(f)).is_file()])
+    same_inputs = state.get("key") == key
+    todo = [f for f in range(first, last + 1)
+            if not (same_inputs and (final / final_name(f)).is_file())]
     final.mkdir(exist_ok=True)
     exr.mkdir(exist_ok=True)
-    todo = [f for f in range(first, last + 1) if f not in set(done)]
+    for stale in final.glob(".final_*.partial.png"):  # a frame being saved when killed
+        stale.unlink()
     progress = Progress("composite", max(len(todo), 1), progress_mode)
-
-    def save_state() -> None:
-        write_bytes_atomic(final / RENDER_STATE, json.dumps({
-            "key": key, "setup_key": setup_key if how != "edited" else state.get("setup_key"),
-            "blend": blend.name, "blend_sha256": blend_sha, "blend_origin": how,
-            "merge": str(merge_folder), "done": sorted(done)}, indent=1).encode())
-
+    write_bytes_atomic(final / RENDER_STATE, json.dumps({
+        "key": key, "setup_key": setup_key if how != "edited" else state.get("setup_key"),
+        "blend": blend.name, "blend_sha256": blend_sha, "blend_origin": how,
+        "merge": str(merge_folder)}, indent=1).encode())
     writes_exr = _writes_exr(scene)
-    save_state()
     for count, frame in enumerate(todo, 1):
         scene.frame_set(frame)
         bpy.ops.render.render(write_still=False)
@@ -132,15 +129,11 @@ def composite(plate_blend: Path, merge_folder: Path, blend: Path,
             raise FaceGraftError(f"{exr / exr_name(frame)}: the EXR was not written "
                                  f"(disk full or not writable?)")
         target = final / final_name(frame)
-        tmp = target.with_name(f".{target.name}.partial.png")
         try:
-            bpy.data.images["Render Result"].save_render(str(tmp), scene=scene)
-            os.replace(tmp, target)
-        except (RuntimeError, OSError) as exc:
-            tmp.unlink(missing_ok=True)
+            with atomic_path(target) as tmp:
+                bpy.data.images["Render Result"].save_render(str(tmp), scene=scene)
+        except RuntimeError as exc:  # Blender's own write error
             raise FaceGraftError(f"{target}: could not write the frame ({exc})") from exc
-        done.append(frame)
         progress.update(count)
-    save_state()
     progress.finish(output=str(final), frames=len(todo), blend=how)
     return final

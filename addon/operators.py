@@ -10,7 +10,7 @@ from ..common.errors import FaceGraftError
 from ..common.profiles import PROFILE_RESOLUTION
 from ..common.swap_file import merge_dir, swap_dir
 from .build_stage import build_into_scene
-from .composite import setup_composite
+from .composite import image_user, setup_composite
 from .preferences import get_preferences
 from .scene_build import FACE_NAME
 from .transfer import SHAPE_KEY, transfer_into_scene
@@ -366,14 +366,12 @@ def load_final_frames(context, out: Path) -> bpy.types.Image:
     image = bpy.data.images.load(str(first))
     image.name = FINAL_IMAGE
     image.source = "SEQUENCE"
+    frames = scene.frame_end - scene.frame_start + 1
     for area in context.screen.areas if context.screen else ():
         if area.type == "IMAGE_EDITOR":
             space = area.spaces.active
             space.image = image
-            space.image_user.frame_start = scene.frame_start
-            space.image_user.frame_offset = scene.frame_start - 1
-            space.image_user.frame_duration = scene.frame_end - scene.frame_start + 1
-            space.image_user.use_auto_refresh = True
+            image_user(space.image_user, scene.frame_start, frames)
     camera = bpy.data.objects.get(CAMERA_NAME)
     if camera is not None:
         backgrounds = camera.data.background_images
@@ -383,10 +381,7 @@ def load_final_frames(context, out: Path) -> bpy.types.Image:
         background = backgrounds.new()
         background.source = "IMAGE"
         background.image = image
-        background.image_user.frame_start = scene.frame_start
-        background.image_user.frame_offset = scene.frame_start - 1
-        background.image_user.frame_duration = scene.frame_end - scene.frame_start + 1
-        background.image_user.use_auto_refresh = True
+        image_user(background.image_user, scene.frame_start, frames)
         background.display_depth = "FRONT"
         camera.data.show_background_images = True
     return image

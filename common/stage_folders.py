@@ -5,9 +5,11 @@ new one is complete)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import FaceGraftError
@@ -56,3 +58,18 @@ def replace_folder(partial: Path, folder: Path) -> Path:
     else:
         os.replace(partial, folder)
     return folder
+
+
+@contextlib.contextmanager
+def written_folder(folder: Path, progress=None) -> Iterator[Path]:
+    """Yield a fresh ``<folder>.partial`` to write into; rename it onto ``folder`` when the
+    block ends, or remove it (and report a FaceGraftError to ``progress``) when it fails."""
+    partial = partial_folder(folder)
+    try:
+        yield partial
+        replace_folder(partial, Path(folder))
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if progress is not None and isinstance(exc, FaceGraftError):
+            progress.error(str(exc))
+        raise

@@ -27,7 +27,7 @@ from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
 from ..common.guides_file import check_resolution, guides_dir, load_guides
 from ..common.progress import Progress
 from ..common.samples import sha256_of
-from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
+from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.track_file import TRACK_FILENAME, load_track
 from .video import probe_video, read_frames
 
@@ -62,9 +62,8 @@ def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
         return folder
 
     n = track.frame_count
-    partial = partial_folder(folder)
     progress = Progress("dataset", n, progress_mode)
-    try:
+    with written_folder(folder, progress) as partial:
         rgb = np.lib.format.open_memmap(partial / "rgb.npy", mode="w+", dtype=np.uint8,
                                         shape=(n, size, size, 3))
         mask = np.lib.format.open_memmap(partial / "mask.npy", mode="w+", dtype=np.uint8,
@@ -88,12 +87,6 @@ def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
             "frame_count": n, "start": start, "video": str(video.resolve()),
             "video_sha256": video_sha, "guides": guides.folder.name, "inputs_key": key,
         }, indent=1))
-        replace_folder(partial, folder)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, FaceGraftError):
-            progress.error(str(exc))
-        raise
     progress.finish(output=str(folder), frames=n)
     return folder
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..common.atomic import atomic_path, write_bytes_atomic
+from ..common.crop import for_opencv
 from ..common.errors import FaceGraftError
 from ..common.guides_file import load_guides
 from ..common.profiles import PROFILE_RESOLUTION
@@ -73,9 +74,8 @@ def write_contact_sheet(out: Path, plate: Path, swap_folder: Path) -> Path:
     for row in picks:
         crop = np.asarray(guides.crops[row])
         final = read_final(out, start + row + 1)
-        warp = crop.copy()
-        warp[:, 2] += 0.5 * (crop[:, 0] + crop[:, 1]) - 0.5  # pixel centres (common/crop.py)
-        final_crop = cv2.warpAffine(final, warp, (size, size), flags=cv2.INTER_LINEAR)
+        final_crop = cv2.warpAffine(final, for_opencv(crop), (size, size),
+                                    flags=cv2.INTER_LINEAR)
         region = np.asarray(guides.region[row])
         normals = np.asarray(guides.normals[row]).copy()
         normals[region == 0] = 0

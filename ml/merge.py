@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from ..common.errors import FaceGraftError
 from ..common.guides_file import REGION_LABELS, load_guides
 from ..common.merge_modes import COLOR_MODES, MOUTH_MODES
 from ..common.progress import Progress
-from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
+from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.swap_file import load_swap, merge_dir
 from ..common.track_file import TRACK_FILENAME, load_track
 from .dataset import dataset_dir, load_dataset
@@ -218,21 +217,19 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
         params = smooth_over_time(params, options.color_smoothing_s * info.fps)
     grain = plate_grain(video, int(track.meta["start"]), rows, crops, guides.region)
 
-    partial = partial_folder(folder)
-    (partial / "swap").mkdir()
-    (partial / "matte").mkdir()
     blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
     blank_matte = np.zeros((info.height, info.width), np.uint8)
     start_frame = int(track.meta["start"]) + 1
-    writer = ThreadPoolExecutor(WRITERS)
     pending: deque = deque()
+    with written_folder(folder, progress) as partial, ThreadPoolExecutor(WRITERS) as writer:
+        (partial / "swap").mkdir()
+        (partial / "matte").mkdir()
 
-    def write(path: Path, image: np.ndarray) -> None:
-        pending.append(writer.submit(_write_png, path, image))
-        while len(pending) > 4 * WRITERS:
-            pending.popleft().result()  # bounded memory; raises a write's error here
+        def write(path: Path, image: np.ndarray) -> None:
+            pending.append(writer.submit(_write_png, path, image))
+            while len(pending) > 4 * WRITERS:
+                pending.popleft().result()  # bounded memory; raises a write's error here
 
-    try:
         present = swapped["present"]
         for row in range(n):
             scene_frame = start_frame + row
@@ -264,14 +261,6 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
             "plate_grain": grain, "inputs_key": key, "seconds": round(seconds, 3),
             "fps": round(n / seconds, 1),
         }, indent=1))
-        replace_folder(partial, folder)
-    except BaseException as exc:
-        writer.shutdown(cancel_futures=True)
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, FaceGraftError):
-            progress.error(str(exc))
-        raise
-    writer.shutdown()
     progress.finish(output=str(folder), frames=n)
     return folder
 

@@ -145,8 +145,7 @@ def check_inputs(source: Path, target: Path, out: Path) -> None:
     state = _read_state(out)
     if state:
         was = (state.get("source_sha256"), state.get("target_sha256"))
-        now = (sha256_of(source) if source.is_file() else None,
-               sha256_of(target) if target.is_file() else None)
+        now = (_file_key(source), _file_key(target))
         if was == now[::-1] and was != now:
             raise FaceGraftError(
                 f"{out}: this run puts {state.get('source')} onto {state.get('target')}; the "
@@ -167,8 +166,18 @@ def _read_state(out: Path) -> dict:
     return state
 
 
+_hashes: dict[tuple, str] = {}
+
+
 def _file_key(path: Path) -> str | None:
-    return sha256_of(path) if path.is_file() else None
+    """sha256 of a file, hashed once per version of it (footage is read for several keys)."""
+    if not path.is_file():  # a folder of images, or not written yet
+        return None
+    stat = path.stat()
+    version = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if version not in _hashes:
+        _hashes[version] = sha256_of(path)
+    return _hashes[version]
 
 
 def stage_key(stage: Stage, keys: dict[str, str]) -> str:

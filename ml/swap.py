@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from ..common.errors import FaceGraftError
 from ..common.guides_file import guides_dir, load_guides
 from ..common.progress import Progress
-from ..common.stage_folders import is_up_to_date, partial_folder, read_meta, replace_folder
+from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION, swap_dir
 from .checkpoint import load_checkpoint, read_sidecar, restore
 from .dataset import DATASET_FORMAT, DATASET_VERSION, dataset_dir, load_dataset
@@ -75,11 +74,10 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
     if len(rows) == 0:
         raise FaceGraftError(f"{target}: no frame with a face to swap")
-    partial = partial_folder(folder)
     progress = Progress("swap", len(rows), progress_mode)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    try:
+    with written_folder(folder, progress) as partial:
         rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
                                          shape=(n, size, size, 4))
         present = np.zeros(n, bool)
@@ -107,9 +105,5 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
             "frame_count": n, "frames": frames, "use_guides": config.use_guides,
             "inputs_key": key,
         }, indent=1))
-        replace_folder(partial, folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
