@@ -36,8 +36,8 @@ test-slow: $(STAMP) samples $(IDENTITY_STAMP)
 
 # The whole pipeline: man A (franck.mp4) onto man B's plate (single_face.mp4), cpu profile.
 demo: $(STAMP) samples $(IDENTITY_STAMP)
-	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --target $(SAMPLES)/single_face.mp4 \
-		--out out/demo --profile cpu --minutes $(DEMO_MINUTES)
+	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --plate $(SAMPLES)/single_face.mp4 \
+		--shot out/demo --profile cpu --minutes $(DEMO_MINUTES)
 	@echo "demo: out/demo/final.mp4, out/demo/contact_sheet.png, out/demo/metrics.json, out/demo/shot.blend"
 
 bench: $(STAMP) samples
@@ -45,15 +45,15 @@ bench: $(STAMP) samples
 	rm -rf out/bench && mkdir -p out/bench/franck
 	$(BIN)/python bench/guides.py $(SAMPLES)/franck.mp4 --shot out/bench/franck
 	$(BIN)/python bench/dataset.py out/bench/franck
-	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --target $(SAMPLES)/single_face.mp4 \
-		--out out/bench/run --profile tiny --steps 40 --source-frames 0:200
-	$(BIN)/python bench/merge.py out/bench/run
+	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --plate $(SAMPLES)/single_face.mp4 \
+		--shot out/bench/run --profile tiny --steps 40 --source-frames 0:200
+	$(BIN)/python bench/merge.py out/bench/run --profile tiny
 
 clean-venv:
 	rm -rf $(VENV)
 
 # The extension zip, built with Blender's own tool (shipped inside the bpy wheel).
-BLENDER_EXT = $(VENV)/lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py
+BLENDER_EXT = $(wildcard $(VENV)/lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py)
 .PHONY: extension
 extension: $(STAMP)
 	mkdir -p dist

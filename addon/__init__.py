@@ -6,9 +6,9 @@ twice and reloading all work.
 
 from __future__ import annotations
 
-from . import cli_command, operators, panels, preferences, properties
+from . import blender_command, operators, panels, preferences, properties, run_state
 
-MODULES = (preferences, properties, operators, panels, cli_command)
+MODULES = (preferences, properties, run_state, operators, panels, blender_command)
 _registered = False
 
 

@@ -1,4 +1,6 @@
-"""Composite: the neural face on the face mesh and a compositor tree over the plate.
+"""Composite: the neural face on the face mesh and a compositor tree over the plate, set
+up in the open scene (the panel) or in the shot's composite .blend and rendered frame by
+frame (``facegraft composite``, ``blender -b -c facegraft composite``).
 
 What is set up in the scene (all named "FaceGraft ..." so an artist finds and edits them):
 
@@ -18,17 +20,31 @@ What is set up in the scene (all named "FaceGraft ..." so an artist finds and ed
 
 Blender 5.0 keeps compositor trees in ``scene.compositing_node_group`` with a group output;
 4.5 used ``scene.node_tree`` and a Composite node: both are handled.
+
+Rendering: frames are rendered one by one; each final PNG is written under a temporary
+name and renamed once its EXR is on disk, so a killed render resumes at the first missing
+frame. ``final/render.json`` records what the frames were made from; a rerun with the
+same inputs renders nothing. A composite .blend an artist has changed since FaceGraft
+wrote it is never overwritten: its edits are rendered as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import bpy
 
+from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.errors import FaceGraftError
-from .scene_build import CAMERA_NAME, FACE_NAME, ROLE
+from ..common.merge_file import frame_path, load_merge_meta
+from ..common.profiles import get_profile
+from ..common.progress import Progress
+from ..common.samples import sha256_of
+from ..common.shot_layout import ShotLayout
+from .blend_file import save_blend_atomic
+from .build import CAMERA_NAME, FACE_NAME, ROLE
 
 MATERIAL_NAME = "FaceGraft Neural Face"
 TREE_NAME = "FaceGraft Composite"
@@ -56,14 +72,10 @@ def image_user(user, first_frame: int, frames: int) -> None:
 
 def merge_images(merge_folder: Path) -> tuple[dict, bpy.types.Image, bpy.types.Image]:
     """The merge stage's swap and matte sequences as Blender images, and its meta."""
-    meta_path = Path(merge_folder) / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{meta_path}: no readable merge (run 'facegraft merge')") from exc
+    meta = load_merge_meta(merge_folder)
     first = int(meta["first_scene_frame"])
-    swap = _sequence(Path(merge_folder) / "swap" / f"swap_{first:06d}.png", data=False)
-    matte = _sequence(Path(merge_folder) / "matte" / f"matte_{first:06d}.png", data=True)
+    swap = _sequence(frame_path(merge_folder, "swap", first), data=False)
+    matte = _sequence(frame_path(merge_folder, "matte", first), data=True)
     return meta, swap, matte
 
 
@@ -254,3 +266,95 @@ def setup_composite(scene: bpy.types.Scene, merge_folder: Path, exr_folder: Path
     _render_settings(scene)
     _compositor(scene, swap, matte, meta, Path(exr_folder))
     return meta
+
+
+def _read_state(layout: ShotLayout) -> dict:
+    try:
+        return json.loads(layout.render_state.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _prepare_blend(layout: ShotLayout, merge_folder: Path, state: dict,
+                   setup_key: str) -> str:
+    """Open the shot's composite .blend: made afresh from the plate's built scene when it
+    is missing or FaceGraft's own from other inputs, kept when an artist edited it.
+    Returns which ("made", "kept" or "edited")."""
+    blend = layout.composite_blend
+    if blend.exists():
+        if not state.get("blend_sha256"):
+            raise FaceGraftError(f"{blend}: exists and was not written by FaceGraft; move it "
+                                 f"or use another shot folder")
+        # Once edited, always the artist's: a later run renders it and never replaces it.
+        edited = (sha256_of(blend) != state["blend_sha256"]
+                  or state.get("blend_origin") == "edited")
+        if edited or state.get("setup_key") == setup_key:
+            bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+            return "edited" if edited else "kept"
+    bpy.ops.wm.open_mainfile(filepath=str(layout.plate.scene), load_ui=False)
+    scene = bpy.context.scene
+    setup_composite(scene, merge_folder.resolve(), layout.exr.resolve())
+    scene.render.filepath = "//final/final_######"
+    save_blend_atomic(blend)
+    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)  # render what was saved
+    return "made"
+
+
+def _writes_exr(scene: bpy.types.Scene) -> bool:
+    tree = getattr(scene, "compositing_node_group", None) or scene.node_tree
+    node = tree.nodes.get("EXR Layers") if tree else None
+    return node is not None and not node.mute
+
+
+def composite_shot(shot: Path, profile: str = "cpu", frames: tuple[int, int] | None = None,
+                   progress_mode: str = "bar") -> Path:
+    """Render the composite of scene frames ``frames`` (first, last; default all) into the
+    shot's final/ and exr/. Returns the final frames' folder."""
+    layout = ShotLayout(shot)
+    merge_folder = layout.merge(get_profile(profile).name)
+    state = _read_state(layout)
+    if not layout.plate.scene.is_file():
+        raise FaceGraftError(f"{layout.plate.scene}: no built scene (run Build Scene)")
+    merge_key = load_merge_meta(merge_folder).get("inputs_key")
+    setup_key = hashlib.sha256(json.dumps([sha256_of(layout.plate.scene), merge_key]).encode()
+                               ).hexdigest()
+    how = _prepare_blend(layout, merge_folder, state, setup_key)
+    blend_sha = sha256_of(layout.composite_blend)
+    scene = bpy.context.scene
+    first, last = frames or (scene.frame_start, scene.frame_end)
+    key = hashlib.sha256(json.dumps([blend_sha, merge_key]).encode()).hexdigest()
+    # With the same inputs, a frame whose PNG is on disk is finished: the PNG is renamed
+    # into place only after its EXR was written.
+    same_inputs = state.get("key") == key
+    todo = [f for f in range(first, last + 1)
+            if not (same_inputs and layout.final_frame(f).is_file())]
+    layout.final.mkdir(exist_ok=True)
+    layout.exr.mkdir(exist_ok=True)
+    for stale in layout.final.glob(".final_*.partial.png"):  # a frame being saved when killed
+        stale.unlink()
+    write_bytes_atomic(layout.render_state, json.dumps({
+        "key": key, "setup_key": setup_key if how != "edited" else state.get("setup_key"),
+        "blend": layout.composite_blend.name, "blend_sha256": blend_sha, "blend_origin": how,
+        "merge": str(merge_folder)}, indent=1).encode())
+    progress = Progress("composite", max(len(todo), 1), progress_mode)
+    _render_frames(scene, layout, todo, progress)
+    progress.finish(output=str(layout.final), frames=len(todo), blend=how)
+    return layout.final
+
+
+def _render_frames(scene: bpy.types.Scene, layout: ShotLayout, frames: list[int],
+                   progress: Progress) -> None:
+    writes_exr = _writes_exr(scene)
+    for count, frame in enumerate(frames, 1):
+        scene.frame_set(frame)
+        bpy.ops.render.render(write_still=False)
+        if writes_exr and not layout.exr_frame(frame).is_file():
+            raise FaceGraftError(f"{layout.exr_frame(frame)}: the EXR was not written "
+                                 f"(disk full or not writable?)")
+        target = layout.final_frame(frame)
+        try:
+            with atomic_path(target) as tmp:
+                bpy.data.images["Render Result"].save_render(str(tmp), scene=scene)
+        except RuntimeError as exc:  # Blender's own write error
+            raise FaceGraftError(f"{target}: could not write the frame ({exc})") from exc
+        progress.update(count)

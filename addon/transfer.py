@@ -1,7 +1,7 @@
 """Geometry transfer: the source person's face shape as an editable shape key.
 
 The face mesh's rest shape is the plate performer's neutral face; its Geometry Nodes
-modifier adds each frame's tracked deformation on top of it (see ``scene_build``). The
+modifier adds each frame's tracked deformation on top of it (see ``build``). The
 "Source Identity" shape key replaces the rest shape with the source person's neutral face
 (the median of their calmest frames' shapes, rigidly aligned to the plate's neutral), so
 with the key on the mesh has the source's face shape while following the plate's pose
@@ -19,10 +19,13 @@ import numpy as np
 from ..common.canonical_mesh import NUM_MESH_VERTICES
 from ..common.errors import FaceGraftError
 from ..common.head_pose import neutral_shape
-from ..common.track_file import TRACK_FILENAME, Track, load_track
-from .scene_build import CM_TO_M, FACE_NAME
+from ..common.samples import sha256_of
+from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
+from ..common.track_file import Track, load_track
+from .blend_file import save_blend_atomic
+from .build import CM_TO_M, FACE_NAME
 
-SHAPE_KEY = "Source Identity"
+TRANSFER_KEY = "facegraft_transfer_key"  # scene property: sha256 of the source track used
 
 
 def neutral_shape_cm(track: Track, where: Path) -> np.ndarray:
@@ -52,15 +55,38 @@ def transfer_identity(face: bpy.types.Object, source: Track, source_where: Path)
     if face.data.shape_keys is None:
         face.shape_key_add(name="Basis", from_mix=False)
     blocks = face.data.shape_keys.key_blocks
-    key = blocks.get(SHAPE_KEY) or face.shape_key_add(name=SHAPE_KEY, from_mix=False)
+    key = (blocks.get(SOURCE_IDENTITY_KEY)
+           or face.shape_key_add(name=SOURCE_IDENTITY_KEY, from_mix=False))
     key.data.foreach_set("co", aligned.astype(np.float32).ravel())
     key.value = 1.0
     face.data.update()
 
 
-def transfer_into_scene(source_shot: Path) -> None:
+def transfer_into_scene(shot: Path) -> None:
+    """Geometry transfer in the open file (the panel)."""
     face = bpy.data.objects.get(FACE_NAME)
     if face is None:
-        raise FaceGraftError(f"{bpy.data.filepath or 'this file'}: no FaceGraft face (build first)")
-    source = load_track(Path(source_shot) / TRACK_FILENAME)
-    transfer_identity(face, source, Path(source_shot) / TRACK_FILENAME)
+        raise FaceGraftError(f"{bpy.data.filepath or 'this file'}: no FaceGraft face "
+                             f"(run Build Scene first)")
+    track_path = ShotLayout(shot).source.track
+    transfer_identity(face, load_track(track_path), track_path)
+    bpy.context.scene[TRANSFER_KEY] = sha256_of(track_path)
+
+
+def transfer_blend(shot: Path) -> Path:
+    """Geometry transfer on the plate's scene.blend, saved back atomically (the command
+    lines). A key transferred from this same source track is kept as it is (an artist
+    may have sculpted it)."""
+    layout = ShotLayout(shot)
+    blend = layout.plate.scene
+    if not blend.is_file():
+        raise FaceGraftError(f"{blend}: no such .blend (run Build Scene first)")
+    load_track(layout.source.track)  # refuse before the .blend is opened
+    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+    face = bpy.data.objects.get(FACE_NAME)
+    keys = face.data.shape_keys if face else None
+    if (keys and SOURCE_IDENTITY_KEY in keys.key_blocks
+            and bpy.context.scene.get(TRANSFER_KEY) == sha256_of(layout.source.track)):
+        return blend
+    transfer_into_scene(shot)
+    return save_blend_atomic(blend)

@@ -1,24 +1,20 @@
 """Running the FaceGraft worker (``python -m facegraft <stage> ...``) from Blender.
 
-The worker is a separate process, so ML work never blocks or crashes Blender. Its
-JSON-lines progress (see ``common/progress.py``) is read on a thread into a queue that
-the modal operator drains on a timer; nothing here touches Blender data.
+The worker is a separate process (``common/child_process.py``), so ML work never blocks or
+crashes Blender; nothing here touches Blender data.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
+from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
+from ..common.stage_table import STAGES_BY_NAME
 
 REPO_VENV_PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
 
@@ -46,96 +42,13 @@ def resolve_worker_python(preference: str = "") -> Path:
     )
 
 
-@dataclass
-class WorkerEvent:
-    kind: str  # "progress", "done", "error", "exit"
-    fraction: float = 0.0
-    message: str = ""
-    returncode: int | None = None
-
-
-class WorkerJob:
-    """One worker run: start it, poll its events, cancel it."""
-
-    def __init__(self, python: Path, stage: str, args: list[str], cache_folder: str = ""):
-        self.argv = [str(python), "-m", "facegraft", stage, *args, "--progress", "json"]
-        self.env = dict(os.environ)
-        if cache_folder:
-            self.env["FACEGRAFT_CACHE"] = cache_folder
-        self.events: queue.Queue[WorkerEvent] = queue.Queue()
-        self.stderr_tail: list[str] = []
-        self.error_message = ""
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        try:
-            self.process = subprocess.Popen(
-                self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                stdin=subprocess.DEVNULL, env=self.env,
-            )
-        except OSError as exc:
-            raise FaceGraftError(
-                f"{self.argv[0]}: cannot start the worker ({exc.strerror})"
-            ) from exc
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-
-    def _read_stdout(self) -> None:
-        assert self.process and self.process.stdout
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            event = message.get("event")
-            if event == "progress":
-                self.events.put(WorkerEvent("progress", float(message.get("fraction", 0.0))))
-            elif event == "done":
-                self.events.put(WorkerEvent("done", 1.0, str(message.get("output", ""))))
-            elif event == "error":
-                self.error_message = str(message.get("message", ""))
-        returncode = self.process.wait()
-        self.events.put(
-            WorkerEvent("exit", returncode=returncode, message=self.failure(returncode))
-        )
-
-    def _read_stderr(self) -> None:
-        assert self.process and self.process.stderr
-        for line in self.process.stderr:
-            self.stderr_tail = (self.stderr_tail + [line.rstrip()])[-20:]
-
-    def failure(self, returncode: int) -> str:
-        """One line saying why the worker failed ('' when it did not)."""
-        if returncode == 0:
-            return ""
-        if self.error_message:
-            return self.error_message
-        errors = [ln for ln in self.stderr_tail if ln.startswith("facegraft: error: ")]
-        if errors:
-            return errors[-1].removeprefix("facegraft: error: ")
-        if returncode < 0:
-            return f"the worker was killed by signal {-returncode}"
-        last = self.stderr_tail[-1] if self.stderr_tail else "no output"
-        return f"the worker exited with status {returncode} ({last})"
-
-    def poll(self) -> list[WorkerEvent]:
-        events = []
-        while True:
-            try:
-                events.append(self.events.get_nowait())
-            except queue.Empty:
-                return events
-
-    def cancel(self) -> None:
-        """Stop the worker (SIGTERM lets it remove its temporary files), then make sure."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def wait(self, timeout: float | None = None) -> int:
-        assert self.process
-        return self.process.wait(timeout=timeout)
+def worker_process(python: Path, argv: list[str], cache_folder: str = "",
+                   on_stderr: Callable[[str], None] | None = None) -> ChildProcess:
+    """The worker running ``facegraft ARGV`` with JSON-lines progress (not started yet)."""
+    env = dict(os.environ)
+    if cache_folder:
+        env["FACEGRAFT_CACHE"] = cache_folder
+    stage = STAGES_BY_NAME.get(argv[0]) if argv else None
+    progress = ["--progress", "json"] if stage is not None and stage.progress else []
+    return ChildProcess([str(python), "-m", "facegraft", *argv, *progress], env=env,
+                        on_stderr=on_stderr)

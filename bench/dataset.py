@@ -1,4 +1,4 @@
-"""Benchmark the dataset stage on a shot that has its track and guides.
+"""Benchmark the dataset stage on a shot whose plate has its track and guides.
 
     .venv/bin/python bench/dataset.py SHOT [--size 256]
 
@@ -12,7 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from facegraft.ml.dataset import load_dataset, make_dataset
+from facegraft.common.dataset_file import load_dataset
+from facegraft.ml.dataset import make_dataset
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Benchmark the guides stage on a video: track and build first (not timed), then guides.
+"""Benchmark the guides stage on a video (as a shot's plate): track and build first (not
+timed), then guides.
 
     .venv/bin/python bench/guides.py VIDEO [--size 256] [--workers N] [--shot DIR]
 
@@ -15,8 +16,8 @@ import time
 from pathlib import Path
 
 from facegraft.common.guides_file import load_guides
-from facegraft.ml.guides import make_guides
 from facegraft.ml.tracking import track_video
+from facegraft.pipeline.guides import make_guides
 
 
 def main() -> None:
@@ -30,16 +31,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facegraft-bench-") as tmp:
         shot = args.shot or Path(tmp)
         track_video(args.video, shot, progress_mode="none")
-        blend = shot / "scene.blend"
-        subprocess.run([sys.executable, "-m", "facegraft", "build", "--shot", str(shot),
-                        "--blend", str(blend)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "facegraft", "build", "--shot", str(shot)],
+                       check=True, capture_output=True)
         started = time.perf_counter()
-        folder = make_guides(shot, blend, size=args.size, workers=args.workers,
+        folder = make_guides(shot, size=args.size, workers=args.workers,
                              progress_mode="none", force=True)
         wall = time.perf_counter() - started
         meta = load_guides(folder).meta
     frames = meta["frame_count"]
-    print(f"video={args.video} size={args.size} workers={meta['workers']} frames={frames}")
+    workers = args.workers or "default"
+    print(f"video={args.video} size={args.size} workers={workers} frames={frames}")
     print(f"wall={wall:.2f}s")
     print(f"fps={frames / wall:.1f}")
 

@@ -1,7 +1,7 @@
 """Benchmark the merge stage (warp back to the plate, colour matching, matte, PNG writes)
-on a run folder of ``facegraft run``.
+on a shot folder made by ``facegraft run``.
 
-    .venv/bin/python bench/merge.py RUN_FOLDER [--color meanstd]
+    .venv/bin/python bench/merge.py SHOT [--color meanstd] [--profile cpu]
 
 Prints ``fps=<value>`` (plate frames / wall seconds of the whole stage, loading and the
 plate's grain estimate included) last.
@@ -14,24 +14,27 @@ import json
 import time
 from pathlib import Path
 
-from facegraft.common.merge_modes import COLOR_MODES
-from facegraft.ml.merge import MergeOptions, merge
+from facegraft.common.merge_file import COLOR_MODES
+from facegraft.common.profiles import PROFILE_NAMES
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.pipeline.merge import MergeOptions, merge
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("run", type=Path, help="a 'facegraft run' folder")
+    parser.add_argument("shot", type=Path, help="a shot folder made by 'facegraft run'")
     parser.add_argument("--color", choices=COLOR_MODES, default="meanstd")
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default="cpu")
     args = parser.parse_args()
-    swaps = sorted((args.run / "plate").glob("swap_*"))
-    if not swaps:
-        raise SystemExit(f"{args.run}: no swap folder (run 'facegraft run' first)")
+    layout = ShotLayout(args.shot)
+    if not layout.swap(args.profile).is_dir():
+        raise SystemExit(f"{layout.swap(args.profile)}: no swap (run 'facegraft run' first)")
     started = time.perf_counter()
-    folder = merge(args.run / "plate", swaps[0], MergeOptions(color=args.color),
-                   progress_mode="none", force=True)
+    folder = merge(layout, layout.swap(args.profile), layout.merge(args.profile),
+                   MergeOptions(color=args.color), progress_mode="none", force=True)
     wall = time.perf_counter() - started
     meta = json.loads((folder / "meta.json").read_text())
-    print(f"run={args.run} color={args.color} frames={meta['frame_count']} "
+    print(f"shot={args.shot} color={args.color} frames={meta['frame_count']} "
           f"size={meta['width']}x{meta['height']}")
     print(f"wall={wall:.2f}s")
     print(f"fps={meta['frame_count'] / wall:.1f}")

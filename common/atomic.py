@@ -50,3 +50,26 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def new_folders(folder: Path) -> Iterator[Path]:
+    """Create ``folder`` (and missing parents) for the block; when the block fails, remove
+    again those it created that are still empty, so a refused or interrupted command
+    leaves the file system as it found it."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceGraftError(f"{folder}: cannot create the folder, not writable "
+                             f"({exc.strerror or type(exc).__name__})") from exc
+    try:
+        yield folder
+    except BaseException:
+        for path in missing:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise

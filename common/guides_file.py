@@ -1,7 +1,7 @@
 """Guide passes of a shot: one folder per resolution and face shape, the one module that
 reads and writes it.
 
-Format ``facegraft.guides`` version 1: a folder ``<shot>/guides_<R>[_<variant>]/`` of
+Format ``facegraft.guides`` version 1: a folder ``SHOT/<role>/guides_<R>[_<variant>]/`` of
 NumPy ``.npy`` files, each memory-mappable, N = frames of the track, R = resolution:
 
 - ``normals.npy`` (N, R, R, 3) uint8: camera-space unit normals (x right, y up, z towards
@@ -44,11 +44,6 @@ ARRAYS = {
 def check_resolution(size: int) -> None:
     if size % 64 or not 64 <= size <= 1024:
         raise FaceGraftError(f"resolution {size}: must be a multiple of 64 from 64 to 1024")
-
-
-def guides_dir(shot: Path, size: int, variant: str = "plate") -> Path:
-    suffix = "" if variant == "plate" else "_" + variant.lower().replace(" ", "_")
-    return Path(shot) / f"guides_{size}{suffix}"
 
 
 @dataclass

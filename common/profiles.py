@@ -1,7 +1,37 @@
-"""Model profiles' crop sizes, for code that must not import torch (the add-on).
+"""Model profiles: the one definition of each (crop size, default training time, label).
 
-``ml/model.py`` builds its profiles on these sizes; guides and datasets for a profile are
-made at its size.
+The command line's choices, the add-on's menu and ``facegraft run``'s defaults come from
+here; ``ml/model.py`` builds each profile's network on its crop size. Guides and datasets
+for a profile are made at its size. Importable without torch (the add-on reads it).
 """
 
-PROFILE_RESOLUTION = {"tiny": 64, "cpu": 128, "gpu": 256, "hq": 512}
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import FaceGraftError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    label: str
+    resolution: int  # crop size the model works at, px
+    default_minutes: float  # training time 'facegraft run' and the panel start from
+    description: str
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("tiny", "Tiny", 64, 1.0, "64 px, seconds: for tests"),
+    Profile("cpu", "CPU", 128, 12.0, "128 px: a usable result in about 15 minutes on a laptop"),
+    Profile("gpu", "GPU", 256, 20.0, "256 px: for one CUDA GPU"),
+    Profile("hq", "HQ", 512, 60.0, "512 px: for a large CUDA GPU, an hour and more"),
+)}
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise FaceGraftError(f"profile {name!r}: choose one of {', '.join(PROFILES)}") from None

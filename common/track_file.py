@@ -47,7 +47,6 @@ from .errors import FaceGraftError
 
 TRACK_FORMAT = "facegraft.track"
 TRACK_VERSION = 1
-TRACK_FILENAME = "track.npz"
 
 ARRAYS = (
     "landmarks", "landmarks_raw", "metric_landmarks", "metric_landmarks_raw",
@@ -104,7 +103,7 @@ def load_track(path: Path) -> Track:
     """Read a track, refusing other formats and versions with a clear message."""
     path = Path(path)
     if not path.is_file():
-        raise FaceGraftError(f"{path}: no track file (run 'facegraft track' first)")
+        raise FaceGraftError(f"{path}: no track file (run Track first)")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))

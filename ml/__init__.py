@@ -1,1 +1,2 @@
-"""The worker side of FaceGraft: tracking, datasets, training. Never imports bpy."""
+"""The learning side of the worker: tracking (MediaPipe), datasets, the swap model,
+training, swapping and evaluation. Never imports bpy."""

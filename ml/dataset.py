@@ -1,14 +1,5 @@
-"""``facegraft dataset``: aligned training data of a shot, decoded once.
-
-Format ``facegraft.dataset`` version 1: a folder ``<shot>/dataset_<R>/`` holding
-``rgb.npy`` (N, R, R, 3) uint8 aligned RGB crops of the plate (black where the crop
-leaves the frame), ``mask.npy`` (N, R, R) uint8 (255 on the face: the guides' alpha),
-the guide arrays and ``crops.npy``/``present.npy`` of the guides folder it was made
-from (hard links where the file system allows, so nothing is stored twice), and
-``meta.json`` (format, version, resolution, frame_count, start, video, video_sha256,
-guides folder, inputs_key). All arrays are memory-mappable: training never decodes
-video per sample.
-"""
+"""``facegraft dataset``: aligned training data of a footage, decoded once (the format is
+in ``common/dataset_file.py``)."""
 
 from __future__ import annotations
 
@@ -22,39 +13,34 @@ import cv2
 import numpy as np
 
 from ..common.crop import for_opencv
+from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION
 from ..common.errors import FaceGraftError
 from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
-from ..common.guides_file import check_resolution, guides_dir, load_guides
+from ..common.guides_file import check_resolution, load_guides
 from ..common.progress import Progress
 from ..common.samples import sha256_of
-from ..common.stage_folders import is_up_to_date, read_meta, written_folder
-from ..common.track_file import TRACK_FILENAME, load_track
-from .video import probe_video, read_frames
-
-DATASET_FORMAT = "facegraft.dataset"
-DATASET_VERSION = 1
+from ..common.shot_layout import ShotLayout
+from ..common.stage_folders import is_up_to_date, written_folder
+from ..common.track_file import load_track
+from ..pipeline.video import probe_video, read_frames
 
 
-def dataset_dir(shot: Path, size: int) -> Path:
-    return Path(shot) / f"dataset_{size}"
-
-
-def make_dataset(shot: Path, size: int = 256, video: Path | None = None,
+def make_dataset(shot: Path, role: str = "plate", size: int = 256, video: Path | None = None,
                  progress_mode: str = "bar", force: bool = False) -> Path:
-    shot = Path(shot)
+    footage = ShotLayout(shot).footage(role)
     check_resolution(size)
-    track = load_track(shot / TRACK_FILENAME)
+    track = load_track(footage.track)
     if not track.present.any():
-        raise FaceGraftError(f"{shot / TRACK_FILENAME}: no frame with a face")
-    guides = load_guides(guides_dir(shot, size))
+        raise FaceGraftError(f"{footage.track}: no frame with a face")
+    guides = load_guides(footage.guides(size))
     if guides.meta["frame_count"] != track.frame_count:
         raise FaceGraftError(f"{guides.folder}: made from another track; run guides again")
     video = Path(video) if video else Path(track.meta["video"])
     info = probe_video(video)
     video_sha = sha256_of(video) if video.is_file() else None
     if video_sha is not None and video_sha != track.meta["video_sha256"]:
-        raise FaceGraftError(f"{video}: not the video {shot / TRACK_FILENAME} was tracked from")
-    folder = dataset_dir(shot, size)
+        raise FaceGraftError(f"{video}: not the video {footage.track} was tracked from")
+    folder = footage.dataset(size)
     key = hashlib.sha256(json.dumps(
         [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION]).encode()).hexdigest()
     if not force and is_up_to_date(folder, key):
@@ -96,13 +82,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def load_dataset(folder: Path) -> dict:
-    """The dataset's arrays (memory-mapped, read-only) and its meta under "meta"."""
-    folder = Path(folder)
-    meta = read_meta(folder, DATASET_FORMAT, DATASET_VERSION, "dataset")
-    names = ("rgb", "mask", *GUIDE_ARRAYS, "crops", "present")
-    out = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
-    out["meta"] = meta
-    return out

@@ -28,12 +28,14 @@ import torch
 
 from ..common.atomic import write_bytes_atomic
 from ..common.crop import apply, invert
+from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
+from ..common.profiles import get_profile
+from ..common.shot_layout import FootageFolder, ShotLayout
 from ..common.swap_file import load_swap
-from ..common.track_file import TRACK_FILENAME, load_track
-from .dataset import dataset_dir, load_dataset
+from ..common.track_file import load_track
+from .losses import ssim_map
 from .track_quality import jitter_px
-from .train import ssim_map
 
 LANDMARK_SIZE = 256  # outputs are scaled to this before MediaPipe looks at them
 
@@ -63,13 +65,12 @@ def _detect_landmarks(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def swap_metrics(target: Path, swap_folder: Path, self_reenactment: bool,
-                 source: Path | None = None) -> dict:
-    target = Path(target)
+def swap_metrics(plate: FootageFolder, swap_folder: Path, self_reenactment: bool,
+                 source: FootageFolder | None = None) -> dict:
     swapped = load_swap(swap_folder)
     size = swapped["meta"]["resolution"]
-    data = load_dataset(dataset_dir(target, size))
-    track = load_track(target / TRACK_FILENAME)
+    data = load_dataset(plate.dataset(size))
+    track = load_track(plate.track)
     rows = np.flatnonzero(swapped["present"])
     if len(rows) == 0:
         raise FaceGraftError(f"{swap_folder}: no swapped frames")
@@ -77,7 +78,7 @@ def swap_metrics(target: Path, swap_folder: Path, self_reenactment: bool,
     rgba = np.asarray(swapped["rgba"][rows])
     plate = np.asarray(data["rgb"][rows])
     mask = np.asarray(data["mask"][rows]) > 0
-    out = {"frames": int(len(rows)), "run": swapped["meta"]["run"],
+    out = {"frames": int(len(rows)), "model": swapped["meta"]["model"],
            "use_guides": swapped["meta"]["use_guides"], "guides": swapped["meta"]["guides"]}
     if self_reenactment:
         a = torch.from_numpy(rgba[..., :3]).permute(0, 3, 1, 2).float() / 255
@@ -104,7 +105,7 @@ def swap_metrics(target: Path, swap_folder: Path, self_reenactment: bool,
     sample = np.linspace(0, len(rows) - 1, min(len(rows), 24)).round().astype(int)
     source_frames = None
     if source is not None:
-        source_data = load_dataset(dataset_dir(source, size))
+        source_data = load_dataset(source.dataset(size))
         present = np.flatnonzero(np.asarray(source_data["present"]))
         picks = present[np.linspace(0, len(present) - 1, 24).round().astype(int)]
         source_frames = np.asarray(source_data["rgb"][picks])
@@ -160,13 +161,12 @@ def identity_distances(outputs: np.ndarray, source_frames: np.ndarray | None,
             for key, person in zip(keys, people, strict=True)}
 
 
-def evaluate(target: Path, swaps: dict[str, Path], out: Path, self_reenactment: bool,
-             source: Path | None = None) -> Path:
-    report = {"target": str(target), "source": str(source) if source else None,
-              "self_reenactment": self_reenactment,
-              "runs": {name: swap_metrics(target, folder, self_reenactment, source)
-                       for name, folder in swaps.items()}}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out, json.dumps(report, indent=1).encode())
-    return out
+def evaluate_shot(shot: Path, profile: str = "cpu", self_reenactment: bool = False) -> Path:
+    """``facegraft eval``: the figures of the shot's swap of ``profile`` in eval.json."""
+    layout = ShotLayout(shot)
+    name = get_profile(profile).name
+    report = {"shot": str(layout.root), "profile": name, "self_reenactment": self_reenactment,
+              "metrics": swap_metrics(layout.plate, layout.swap(name), self_reenactment,
+                                      layout.source)}
+    write_bytes_atomic(layout.eval_report, json.dumps(report, indent=1).encode())
+    return layout.eval_report

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common.profiles import PROFILE_RESOLUTION
+from ..common.profiles import PROFILES as PROFILE_SIZES
 
+SOURCE, TARGET = 0, 1  # the decoders: the source person's and the plate performer's
 NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
 GUIDE_CHANNELS = 3 + 2 + NUM_REGIONS  # normals, uv, region one-hot
 
@@ -48,7 +49,7 @@ class SwapConfig:
         return SwapConfig(**values)
 
 
-_R = PROFILE_RESOLUTION
+_R = {name: p.resolution for name, p in PROFILE_SIZES.items()}
 PROFILES: dict[str, SwapConfig] = {
     "tiny": SwapConfig(resolution=_R["tiny"], base_channels=8, max_channels=32, levels=3,
                        code_channels=32, texture_size=64, texture_channels=4),

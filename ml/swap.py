@@ -1,7 +1,6 @@
-"""``facegraft swap``: render the target's frames as the source person (the format is in
-``common/swap_file.py``). The guides are the target's *source-shaped* passes
-(``guides_<R>_source_identity``, from geometry transfer) when they exist, else the
-target's own.
+"""``facegraft swap``: render the plate's frames as the source person (the format is in
+``common/swap_file.py``). The guides are the plate's *source-shaped* passes (from
+geometry transfer) when they exist, else the plate's own.
 """
 
 from __future__ import annotations
@@ -13,58 +12,60 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION, load_dataset
 from ..common.errors import FaceGraftError
-from ..common.guides_file import guides_dir, load_guides
+from ..common.guides_file import load_guides
+from ..common.profiles import get_profile
 from ..common.progress import Progress
+from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
-from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION, swap_dir
+from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION
 from .checkpoint import load_checkpoint, read_sidecar, restore
-from .dataset import DATASET_FORMAT, DATASET_VERSION, dataset_dir, load_dataset
-from .model import SwapConfig, SwapModel, guides_tensor
-from .train import SOURCE, parse_rows
-
-SOURCE_VARIANT = "Source Identity"
+from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
+from .train import parse_rows, require_dataset
 
 
-def load_model(run: Path) -> tuple[SwapModel, dict]:
-    sidecar, tensors = load_checkpoint(run)
+def load_model(model_dir: Path) -> tuple[SwapModel, dict]:
+    sidecar, tensors = load_checkpoint(model_dir)
     model = SwapModel(SwapConfig.from_dict(sidecar["config"]))
     restore(model, None, sidecar, tensors)
     return model.eval(), sidecar
 
 
-def swap(run: Path, target: Path, frames: str | None = None, variant: str | None = None,
-         batch_size: int = 16, progress_mode: str = "bar", force: bool = False) -> Path:
-    run, target = Path(run), Path(target)
-    sidecar = read_sidecar(run)
-    resolution = sidecar["config"]["resolution"]
-    if variant is None:
-        source_shaped = guides_dir(target, resolution, SOURCE_VARIANT)
-        guides_folder = source_shaped if source_shaped.is_dir() else guides_dir(target, resolution)
-    else:
-        guides_folder = guides_dir(target, resolution, variant)
-    folder = swap_dir(target, resolution, run)
+def swap_shot(shot: Path, profile: str = "cpu", frames: str | None = None,
+              progress_mode: str = "bar", force: bool = False) -> Path:
+    """``facegraft swap``: the shot's plate as the source with the model of ``profile``."""
+    layout = ShotLayout(shot)
+    name = get_profile(profile).name
+    return swap(layout.model(name), layout, layout.swap(name), frames=frames,
+                progress_mode=progress_mode, force=force)
+
+
+def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, frames) -> str | None:
     try:
-        data_key = read_meta(dataset_dir(target, resolution), DATASET_FORMAT,
-                             DATASET_VERSION, "dataset").get("inputs_key")
+        data_key = read_meta(data_folder, DATASET_FORMAT, DATASET_VERSION, "dataset"
+                             ).get("inputs_key")
         guides_key = load_guides(guides_folder).meta.get("inputs_key")
     except FaceGraftError:
-        data_key = guides_key = None  # reported below, where the inputs are loaded
-    key = hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, frames,
+        return None  # reported where the inputs are loaded
+    return hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, frames,
                                      SWAP_VERSION]).encode()).hexdigest()
-    if not force and data_key and is_up_to_date(folder, key):
+
+
+def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None = None,
+         batch_size: int = 16, progress_mode: str = "bar", force: bool = False) -> Path:
+    """Swap the plate's frames ``frames`` (all by default) into ``folder``."""
+    sidecar = read_sidecar(model_dir)
+    size = sidecar["config"]["resolution"]
+    source_shaped = layout.plate.guides(size, SOURCE_IDENTITY_KEY)
+    guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
+    data_folder = layout.plate.dataset(size)
+    key = _inputs_key(sidecar, data_folder, guides_folder, frames)
+    if not force and key and is_up_to_date(folder, key):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
-    model, sidecar = load_model(run)
-    config = model.config
-    size = config.resolution
-    if not dataset_dir(target, size).is_dir():
-        raise FaceGraftError(
-            f"{dataset_dir(target, size)}: no dataset at the model's resolution {size} "
-            f"(the run works at {size}x{size}); run 'facegraft guides --size {size}' and "
-            f"'facegraft dataset --size {size}' on the target"
-        )
-    data = load_dataset(dataset_dir(target, size))
+    model, sidecar = load_model(model_dir)
+    data = load_dataset(require_dataset(data_folder, size))
     guides = load_guides(guides_folder)
     if guides.meta["resolution"] != size:
         raise FaceGraftError(f"{guides.folder}: {guides.meta['resolution']}px guides for a "
@@ -73,37 +74,44 @@ def swap(run: Path, target: Path, frames: str | None = None, variant: str | None
     rows = parse_rows(frames, n)
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
     if len(rows) == 0:
-        raise FaceGraftError(f"{target}: no frame with a face to swap")
+        raise FaceGraftError(f"{layout.plate.path}: no frame with a face to swap")
     progress = Progress("swap", len(rows), progress_mode)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
     with written_folder(folder, progress) as partial:
-        rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
-                                         shape=(n, size, size, 4))
-        present = np.zeros(n, bool)
-        with torch.no_grad():
-            for first in range(0, len(rows), batch_size):
-                chunk = rows[first:first + batch_size]
-                image = torch.from_numpy(np.asarray(data["rgb"][chunk])).permute(0, 3, 1, 2)
-                region = torch.from_numpy(np.asarray(guides.region[chunk]))
-                cond = guides_tensor(torch.from_numpy(np.asarray(guides.normals[chunk])),
-                                     torch.from_numpy(np.asarray(guides.uv[chunk])), region)
-                with torch.autocast(device.type, dtype=torch.bfloat16,
-                                    enabled=device.type == "cuda"):
-                    rgb, mask = model(image.float().to(device) / 255,
-                                      cond.to(device) if config.use_guides else None, SOURCE)
-                out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
-                rgba[chunk] = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-                present[chunk] = True
-                progress.update(first + len(chunk))
-        rgba.flush()
-        del rgba
+        present = _swap_rows(model, data, guides, rows, partial, batch_size, progress)
         np.save(partial / "present.npy", present)
         (partial / "meta.json").write_text(json.dumps({
             "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
-            "run": str(run.resolve()), "step": sidecar["step"], "guides": guides.folder.name,
-            "frame_count": n, "frames": frames, "use_guides": config.use_guides,
-            "inputs_key": key,
+            "model": str(model_dir.resolve()), "step": sidecar["step"],
+            "guides": guides.folder.name, "frame_count": n, "frames": frames,
+            "use_guides": model.config.use_guides, "inputs_key": key,
         }, indent=1))
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
+
+
+def _swap_rows(model: SwapModel, data: dict, guides, rows: np.ndarray, partial: Path,
+               batch_size: int, progress: Progress) -> np.ndarray:
+    """The source decoder over ``rows`` into ``partial/rgba.npy``; returns presence."""
+    n, size = data["meta"]["frame_count"], model.config.resolution
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
+                                     shape=(n, size, size, 4))
+    present = np.zeros(n, bool)
+    with torch.no_grad():
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first:first + batch_size]
+            image = torch.from_numpy(np.asarray(data["rgb"][chunk])).permute(0, 3, 1, 2)
+            region = torch.from_numpy(np.asarray(guides.region[chunk]))
+            cond = guides_tensor(torch.from_numpy(np.asarray(guides.normals[chunk])),
+                                 torch.from_numpy(np.asarray(guides.uv[chunk])), region)
+            with torch.autocast(device.type, dtype=torch.bfloat16,
+                                enabled=device.type == "cuda"):
+                rgb, mask = model(image.float().to(device) / 255,
+                                  cond.to(device) if model.config.use_guides else None, SOURCE)
+            out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
+            rgba[chunk] = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+            present[chunk] = True
+            progress.update(first + len(chunk))
+    rgba.flush()
+    return present

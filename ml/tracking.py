@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..common.atomic import new_folders
 from ..common.camera import Intrinsics, mediapipe_intrinsics
 from ..common.canonical_mesh import (
     BUNDLE_SHA256,
@@ -41,9 +42,10 @@ from ..common.head_pose import (
 from ..common.progress import Progress
 from ..common.quiet_stderr import quiet_native_stderr
 from ..common.samples import sha256_of
-from ..common.track_file import TRACK_FILENAME, TRACK_VERSION, Track, read_track_meta, save_track
+from ..common.shot_layout import ShotLayout
+from ..common.track_file import TRACK_VERSION, Track, read_track_meta, save_track
+from ..pipeline.video import VideoInfo, probe_video, read_frames
 from .smoothing import OneEuroParams, filter_present
-from .video import VideoInfo, probe_video, read_frames
 
 # Filter settings in physical units, so they hold for any frame rate and resolution.
 FILTERS = {
@@ -354,14 +356,13 @@ def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: f
     )
 
 
-def _prepare_shot_dir(shot: Path) -> None:
+def _check_writable(folder: Path) -> None:
     try:
-        shot.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=shot, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise FaceGraftError(f"{shot}: shot folder is not writable ({reason})") from exc
+        raise FaceGraftError(f"{folder}: shot folder is not writable ({reason})") from exc
 
 
 def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> str:
@@ -375,16 +376,18 @@ def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> s
 
 
 def track_video(
-    video: Path, shot: Path, start: int = 0, end: int | None = None,
+    video: Path, shot: Path, role: str = "plate", start: int = 0, end: int | None = None,
     pick: tuple[float, float] | None = None, num_faces: int | None = None,
     workers: int | None = None, progress_mode: str = "bar", force: bool = False,
 ) -> Path:
-    """Track ``video`` (frames start..end-1) into ``shot/track.npz``; return its path.
+    """Track ``video`` (frames start..end-1) into the shot's track of ``role``; return its
+    path.
 
     A rerun with the same video, range and settings leaves the existing track alone
     unless ``force``.
     """
-    video, shot = Path(video), Path(shot)
+    video = Path(video)
+    target = ShotLayout(shot).footage(role).track
     info = probe_video(video)
     end = info.frame_count if end is None else end
     if not 0 <= start < end:
@@ -393,59 +396,62 @@ def track_video(
         raise FaceGraftError(
             f"{video}: frame range ends at {end} but the video has {info.frame_count} frames"
         )
-    _prepare_shot_dir(shot)
-    target = shot / TRACK_FILENAME
     num_faces = num_faces or (PICK_DEFAULT_FACES if pick else 1)
-    clock = time.perf_counter()
-    video_sha = sha256_of(video) if not info.is_sequence else _sequence_hash(video)
-    timings = {"hash_s": time.perf_counter() - clock}
-    key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces)
-    existing = read_track_meta(target) if target.exists() else None
-    if not force and existing and existing.get("inputs_key") == key:
-        progress = Progress("track", 1, progress_mode)
-        progress.finish(output=str(target), skipped=True)
-        return target
-
-    workers = workers or min(2, os.cpu_count() or 1)
-    progress = Progress("track", end - start, progress_mode)
-    try:
+    with new_folders(target.parent):
+        _check_writable(target.parent)
         clock = time.perf_counter()
-        raw = detect_faces(info, start, end, num_faces, workers, progress)
-        timings["detect_s"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        choice = select_face(raw, pick)
-        intr = mediapipe_intrinsics(info.width, info.height)
-        track = build_track(raw, choice, intr, info.fps)
-        if not track.present.any():
-            raise FaceGraftError(f"{video}: no face found in frames {start}..{end - 1}")
-        timings["filter_s"] = time.perf_counter() - clock
-        from .landmarker import BLENDSHAPE_NAMES
-
-        track.meta = {
-            "start": start, "fps": info.fps, "width": info.width, "height": info.height,
-            "focal_px": intr.focal_px, "cx": intr.cx, "cy": intr.cy,
-            "camera": "MediaPipe geometry pipeline pinhole: 63 deg vertical FOV, principal "
-                      "point at the image centre",
-            "video": str(video.resolve()), "video_sha256": video_sha,
-            "video_bytes": video.stat().st_size if video.is_file() else None,
-            "video_frame_count": info.frame_count,
-            "blendshape_names": list(BLENDSHAPE_NAMES),
-            "filter": {k: v.to_dict() for k, v in FILTERS.items()},
-            "selection": {"pick": list(pick) if pick else None, "num_faces": num_faces},
-            "landmarker_bundle_sha256": BUNDLE_SHA256,
-            "inputs_key": key,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "facegraft_version": "0.1.0",
-            "workers": workers,
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        }
-        save_track(track, target)
-    except FaceGraftError as exc:
-        progress.error(str(exc))
-        raise
+        video_sha = sha256_of(video) if not info.is_sequence else _sequence_hash(video)
+        timings = {"hash_s": time.perf_counter() - clock}
+        key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces)
+        existing = read_track_meta(target) if target.exists() else None
+        if not force and existing and existing.get("inputs_key") == key:
+            Progress("track", 1, progress_mode).finish(output=str(target), skipped=True)
+            return target
+        workers = workers or min(2, os.cpu_count() or 1)
+        progress = Progress("track", end - start, progress_mode)
+        try:
+            clock = time.perf_counter()
+            raw = detect_faces(info, start, end, num_faces, workers, progress)
+            timings["detect_s"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            intr = mediapipe_intrinsics(info.width, info.height)
+            track = build_track(raw, select_face(raw, pick), intr, info.fps)
+            if not track.present.any():
+                raise FaceGraftError(f"{video}: no face found in frames {start}..{end - 1}")
+            timings["filter_s"] = time.perf_counter() - clock
+            track.meta = _track_meta(video, info, start, intr, video_sha, pick, num_faces, key,
+                                     workers, timings)
+            save_track(track, target)
+        except FaceGraftError as exc:
+            progress.error(str(exc))
+            raise
     progress.finish(output=str(target), frames=track.frame_count,
                     present=int(track.present.sum()))
     return target
+
+
+def _track_meta(video: Path, info: VideoInfo, start: int, intr: Intrinsics, video_sha: str,
+                pick, num_faces: int, key: str, workers: int, timings: dict) -> dict:
+    from .landmarker import BLENDSHAPE_NAMES
+
+    return {
+        "start": start, "fps": info.fps, "width": info.width, "height": info.height,
+        "focal_px": intr.focal_px, "cx": intr.cx, "cy": intr.cy,
+        "camera": "MediaPipe geometry pipeline pinhole: 63 deg vertical FOV, principal "
+                  "point at the image centre",
+        "video": str(video.resolve()), "video_sha256": video_sha,
+        "video_bytes": video.stat().st_size if video.is_file() else None,
+        "video_frame_count": info.frame_count,
+        "blendshape_names": list(BLENDSHAPE_NAMES),
+        "filter": {k: v.to_dict() for k, v in FILTERS.items()},
+        "selection": {"pick": list(pick) if pick else None, "num_faces": num_faces},
+        "landmarker_bundle_sha256": BUNDLE_SHA256,
+        "inputs_key": key,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "facegraft_version": "0.1.0",
+        "workers": workers,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
 
 
 def _sequence_hash(folder: Path) -> str:

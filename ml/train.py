@@ -24,15 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from ..common.atomic import atomic_path
+from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
-from ..common.guides_file import REGION_LABELS
+from ..common.profiles import get_profile
 from ..common.progress import Progress
-from .checkpoint import SIDECAR, load_checkpoint, read_sidecar, restore, save_checkpoint
-from .dataset import dataset_dir, load_dataset
-from .model import SwapConfig, SwapModel, guides_tensor, profile
-
-SOURCE, TARGET = 0, 1
-HEAVY_REGIONS = (REGION_LABELS["eyes"], REGION_LABELS["lips"], REGION_LABELS["mouth_interior"])
+from ..common.shot_layout import CHECKPOINT_SIDECAR, ShotLayout
+from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
+from .losses import reconstruction_loss
+from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
 
 
 @dataclass
@@ -46,7 +45,7 @@ class TrainOptions:
     preview_every: int = 200
     seed: int = 1
     source_frames: str | None = None  # "FIRST:END" rows of the source dataset
-    target_frames: str | None = None
+    plate_frames: str | None = None
     region_weight: float = 3.0  # eyes, lips and mouth count this much more
 
 
@@ -59,25 +58,26 @@ def parse_rows(text: str | None, count: int) -> np.ndarray:
     return np.arange(first, end)
 
 
-class ShotData:
+def require_dataset(folder: Path, resolution: int) -> Path:
+    """``folder`` when it exists; else say which resolutions there are and what makes it."""
+    if not folder.is_dir():
+        others = sorted(p.name for p in folder.parent.glob("dataset_*"))
+        raise FaceGraftError(
+            f"{folder}: no dataset at the model's resolution {resolution}"
+            + (f" (found {', '.join(others)})" if others else "")
+            + f"; run Guides and Dataset at {resolution} px (the model's profile)")
+    return folder
+
+
+class FootageData:
     """One identity's training frames, memory-mapped."""
 
-    def __init__(self, shot: Path, resolution: int, rows: str | None, use_guides: bool):
-        folder = dataset_dir(shot, resolution)
-        if not folder.is_dir():
-            others = sorted(p.name for p in Path(shot).glob("dataset_*"))
-            raise FaceGraftError(
-                f"{folder}: no dataset at the model's resolution {resolution}"
-                + (f" (found {', '.join(others)})" if others else "")
-                + f"; run 'facegraft guides --size {resolution}' and "
-                  f"'facegraft dataset --size {resolution}'"
-            )
-        self.data = load_dataset(folder)
+    def __init__(self, folder: Path, resolution: int, rows: str | None):
+        self.data = load_dataset(require_dataset(folder, resolution))
         chosen = parse_rows(rows, self.data["meta"]["frame_count"])
         self.rows = chosen[np.asarray(self.data["present"])[chosen]]
         if len(self.rows) == 0:
             raise FaceGraftError(f"{folder}: no frame with a face in the chosen range")
-        self.use_guides = use_guides
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         rows = np.sort(rows)
@@ -115,43 +115,9 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (warped * gain + offset).clamp(0, 1)
 
 
-def _gaussian(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    return (g / g.sum())
-
-
-def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """Per-pixel SSIM of images in 0..1, averaged over channels: (B, 1, H, W)."""
-    g = _gaussian(window, 1.5).to(a)
-    kernel = (g[:, None] * g[None, :]).expand(a.shape[1], 1, window, window)
-    blur = lambda x: F.conv2d(x, kernel, padding=window // 2, groups=a.shape[1])  # noqa: E731
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    denominator = (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)
-    return (numerator / denominator).mean(dim=1, keepdim=True)
-
-
-def reconstruction_loss(rgb, mask_logits, batch, region_weight: float):
-    mask = batch["mask"]
-    heavy = torch.zeros_like(mask)
-    for label in HEAVY_REGIONS:
-        heavy = heavy + (batch["region"] == label).unsqueeze(1).float()
-    weight = mask * (1 + (region_weight - 1) * heavy)
-    total = weight.sum().clamp(min=1)
-    l1 = ((rgb - batch["rgb"]).abs().mean(dim=1, keepdim=True) * weight).sum() / total
-    ssim = 1 - (ssim_map(rgb, batch["rgb"]) * weight).sum() / total
-    mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask)
-    return l1 + ssim + 0.5 * mask_loss, {"l1": l1.item(), "ssim": ssim.item(),
-                                          "mask": mask_loss.item()}
-
-
-def _write_preview(path: Path, model: SwapModel, source: dict, target: dict, use_guides: bool):
+def _write_preview(path: Path, model: SwapModel, source: dict, target: dict):
     """Rows: source in/out, target in/out, target frame rendered as the source."""
+    use_guides = model.config.use_guides
     device = next(model.parameters()).device
     source = {k: v.to(device) for k, v in source.items()}
     target = {k: v.to(device) for k, v in target.items()}
@@ -170,103 +136,131 @@ def _write_preview(path: Path, model: SwapModel, source: dict, target: dict, use
         cv2.imwrite(str(tmp), image[..., ::-1])
 
 
-def train(source_shot: Path, target_shot: Path, run: Path, options: TrainOptions,
-          resume: bool = False, progress_mode: str = "bar", use_guides: bool = True) -> Path:
-    run = Path(run)
-    if options.steps is None and options.minutes is None:
-        raise FaceGraftError("say how long to train: --steps S or --minutes M")
-    if run.exists() and (run / SIDECAR).exists() and not resume:
-        raise FaceGraftError(f"{run}: already holds a run; use --resume or another folder")
-    run.mkdir(parents=True, exist_ok=True)
+def train_shot(shot: Path, profile: str = "cpu", minutes: float | None = None,
+               steps: int | None = None, batch_size: int = 8, checkpoint_every: int = 200,
+               preview_every: int = 200, seed: int = 1, source_frames: str | None = None,
+               plate_frames: str | None = None, use_guides: bool = True, resume: bool = False,
+               progress_mode: str = "bar") -> Path:
+    """``facegraft train``: the shot's model of ``profile`` from its source and plate."""
+    layout = ShotLayout(shot)
+    options = TrainOptions(
+        profile=get_profile(profile).name, batch_size=batch_size, steps=steps,
+        minutes=minutes, checkpoint_every=checkpoint_every, preview_every=preview_every,
+        seed=seed, source_frames=source_frames, plate_frames=plate_frames)
+    return train(layout, options, resume=resume, progress_mode=progress_mode,
+                 use_guides=use_guides)
+
+
+def _open_model(model_dir: Path, options: TrainOptions, resume: bool, use_guides: bool):
+    """The model and optimizer, new or restored from the folder's checkpoint, and the step
+    and training time it had reached."""
+    sidecar_exists = (model_dir / CHECKPOINT_SIDECAR).exists()
+    if sidecar_exists and not resume:
+        raise FaceGraftError(f"{model_dir}: already holds a trained model; resume it or use "
+                             f"another shot folder")
     config = profile(options.profile, use_guides=use_guides)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    step, elapsed_before = 0, 0.0
-    if resume and (run / SIDECAR).exists():
-        sidecar = read_sidecar(run)
-        config = SwapConfig.from_dict(sidecar["config"])
+    if resume and sidecar_exists:
+        config = SwapConfig.from_dict(read_sidecar(model_dir)["config"])
     torch.manual_seed(options.seed)  # the initial weights; each step seeds its own draws
     model = SwapModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=(0.5, 0.999))
-    if resume and (run / SIDECAR).exists():
-        sidecar, tensors = load_checkpoint(run)
+    step, elapsed = 0, 0.0
+    if resume and sidecar_exists:
+        sidecar, tensors = load_checkpoint(model_dir)
         restore(model, optimizer, sidecar, tensors)
-        step, elapsed_before = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
-    source = ShotData(source_shot, config.resolution, options.source_frames, config.use_guides)
-    target = ShotData(target_shot, config.resolution, options.target_frames, config.use_guides)
+        step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
+    return model, optimizer, step, elapsed
+
+
+def _to_device(model: SwapModel, optimizer, device: torch.device) -> None:
     model.to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
         for state in optimizer.state.values():
             for key, value in state.items():
                 if torch.is_tensor(value):
                     state[key] = value.to(device)
-    record = {"source": str(source_shot), "target": str(target_shot), **asdict(options),
-              "config": config.to_dict(), "device": str(device),
-              "source_rows": int(len(source.rows)), "target_rows": int(len(target.rows))}
-    (run / "config.json").write_text(json.dumps(record, indent=1))
-    (run / "previews").mkdir(exist_ok=True)
 
-    total_steps = options.steps
+
+def _training_step(model: SwapModel, batches: tuple, generator: torch.Generator,
+                   device: torch.device, region_weight: float) -> tuple[float, dict]:
+    """Forward and backward of both identities; returns the mean loss and its parts."""
+    parts, loss_total = {}, 0.0
+    for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        inputs = augment(batch["rgb"], generator)
+        guides = batch["guides"] if model.config.use_guides else None
+        if device.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            rgb, mask_logits = model(inputs, guides, identity)
+        loss, values = reconstruction_loss(rgb.float(), mask_logits.float(), batch,
+                                           region_weight)
+        loss.backward()
+        loss_total += loss.item()
+        name = "source" if identity == SOURCE else "target"
+        parts.update({f"{k}_{name}": v for k, v in values.items()})
+    return loss_total / 2, parts
+
+
+def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
+          progress_mode: str = "bar", use_guides: bool = True) -> Path:
+    if options.steps is None and options.minutes is None:
+        raise FaceGraftError("say how long to train: --steps S or --minutes M")
+    model_dir = layout.model(options.profile)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model, optimizer, step, elapsed_before = _open_model(model_dir, options, resume, use_guides)
+    config = model.config
+    source = FootageData(layout.source.dataset(config.resolution), config.resolution,
+                         options.source_frames)
+    target = FootageData(layout.plate.dataset(config.resolution), config.resolution,
+                         options.plate_frames)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _to_device(model, optimizer, device)
+    record = {"source": str(layout.source.path), "plate": str(layout.plate.path),
+              **asdict(options), "config": config.to_dict(), "device": str(device),
+              "source_rows": int(len(source.rows)), "plate_rows": int(len(target.rows))}
+    (model_dir / "config.json").write_text(json.dumps(record, indent=1))
+    (model_dir / "previews").mkdir(exist_ok=True)
     deadline = None if options.minutes is None else options.minutes * 60
-    progress = Progress("train", total_steps or int(deadline), progress_mode)
+    progress = Progress("train", options.steps or int(deadline), progress_mode)
     started = time.perf_counter()
     half = max(1, options.batch_size // 2)
-    log = open(run / "loss.jsonl", "a")
-    last_saved = step
-    batches = None
-    try:
-        while True:
-            elapsed = time.perf_counter() - started
-            if total_steps is not None and step >= total_steps:
-                break
-            if deadline is not None and elapsed_before + elapsed >= deadline:
-                break
+    last_saved, batches = step, None
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def save() -> None:
+        save_checkpoint(model_dir, step, model, optimizer, config.to_dict(), asdict(options),
+                        elapsed())
+
+    with open(model_dir / "loss.jsonl", "a") as log:
+        while not ((options.steps is not None and step >= options.steps)
+                   or (deadline is not None and elapsed() >= deadline)):
             generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
             batches = tuple(
                 data.batch(data.rows[torch.randint(len(data.rows), (half,),
                                                    generator=generator).numpy()])
                 for data in (source, target))
             optimizer.zero_grad(set_to_none=True)
-            parts = {}
-            loss_total = 0.0
-            for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                inputs = augment(batch["rgb"], generator)
-                guides = batch["guides"] if config.use_guides else None
-                if device.type == "cuda":
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16,
-                                    enabled=device.type == "cuda"):
-                    rgb, mask_logits = model(inputs, guides, identity)
-                loss, values = reconstruction_loss(rgb.float(), mask_logits.float(), batch,
-                                                   options.region_weight)
-                loss.backward()
-                loss_total += loss.item()
-                parts.update({f"{k}_{'source' if identity == SOURCE else 'target'}": v
-                              for k, v in values.items()})
+            loss, parts = _training_step(model, batches, generator, device,
+                                         options.region_weight)
             optimizer.step()
             step += 1
-            elapsed = time.perf_counter() - started
-            log.write(json.dumps({"step": step, "loss": loss_total / 2, **parts,
-                                  "seconds": round(elapsed_before + elapsed, 2)}) + "\n")
+            log.write(json.dumps({"step": step, "loss": loss, **parts,
+                                  "seconds": round(elapsed(), 2)}) + "\n")
             log.flush()
-            progress.update(step if total_steps else int(elapsed_before + elapsed))
+            progress.update(step if options.steps else int(elapsed()))
             if step % options.preview_every == 0:
-                _write_preview(run / "previews" / f"step_{step:08d}.png", model, batches[0],
-                               batches[1], config.use_guides)
-                _write_preview(run / "preview_latest.png", model, batches[0], batches[1],
-                               config.use_guides)
+                _write_preview(model_dir / "previews" / f"step_{step:08d}.png", model, *batches)
+                _write_preview(layout.preview(options.profile), model, *batches)
             if step % options.checkpoint_every == 0:
-                save_checkpoint(run, step, model, optimizer, config.to_dict(), asdict(options),
-                                elapsed_before + elapsed)
+                save()
                 last_saved = step
         if step != last_saved:
-            save_checkpoint(run, step, model, optimizer, config.to_dict(), asdict(options),
-                            elapsed_before + time.perf_counter() - started)
-        if batches is not None:
-            _write_preview(run / "preview_latest.png", model, batches[0], batches[1],
-                           config.use_guides)
-    finally:
-        log.close()
-    progress.finish(output=str(run), steps=step)
-    return run
+            save()
+    if batches is not None:
+        _write_preview(layout.preview(options.profile), model, *batches)
+    progress.finish(output=str(model_dir), steps=step)
+    return model_dir

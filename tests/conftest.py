@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 # it at a throwaway folder before anything imports bpy.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="facegraft-blender-"))
 from facegraft.common.samples import sample_path
+from facegraft.common.shot_layout import ShotLayout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +65,7 @@ def run_cli(*args, env: dict | None = None, timeout: float = 600) -> subprocess.
 
 @pytest.fixture(scope="session")
 def franck_shot(franck, tmp_path_factory) -> Path:
-    """A shot folder with the track of all 4,800 frames of franck.mp4 (tracked once)."""
+    """A shot folder whose plate is all 4,800 frames of franck.mp4, tracked (once)."""
     shot = tmp_path_factory.mktemp("franck")
     result = run_cli("track", franck, "--shot", shot, "--progress", "json")
     assert result.returncode == 0, result.stderr
@@ -72,22 +74,31 @@ def franck_shot(franck, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def franck300_shot(franck, tmp_path_factory) -> Path:
-    """franck.mp4 frames 0..299 tracked and built into shot/scene.blend by the command line."""
+    """A shot whose plate is franck.mp4 frames 0..299, tracked and built into
+    plate/scene.blend by the command line."""
     shot = tmp_path_factory.mktemp("franck300")
     result = run_cli("track", franck, "--shot", shot, "--end", "300", "--progress", "none")
     assert result.returncode == 0, result.stderr
-    result = run_cli("build", "--shot", shot, "--blend", shot / "scene.blend")
+    result = run_cli("build", "--shot", shot)
     assert result.returncode == 0, result.stderr
     return shot
 
 
 @pytest.fixture(scope="session")
 def franck300_guides(franck300_shot) -> Path:
-    """The 256x256 guides of franck300_shot."""
-    result = run_cli("guides", "--shot", franck300_shot, "--blend", franck300_shot / "scene.blend",
-                     "--progress", "none")
+    """The 256x256 guides of franck300_shot's plate."""
+    result = run_cli("guides", "--shot", franck300_shot, "--progress", "none")
     assert result.returncode == 0, result.stderr
-    return franck300_shot / "guides_256"
+    return ShotLayout(franck300_shot).plate.guides(256)
+
+
+def use_as_source(track: Path, shot: Path) -> Path:
+    """Give ``shot`` a source by copying a track made elsewhere (tracking is the slow part
+    and a track does not depend on where it lies)."""
+    target = ShotLayout(shot).source.track
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(track, target)
+    return target
 
 
 @dataclass
@@ -100,12 +111,12 @@ class FastRun:
     resume_seconds: float
 
 
-FAST_RUN_ARGS = ("--profile", "tiny", "--steps", "40", "--frames", "0:20",
+FAST_RUN_ARGS = ("--profile", "tiny", "--steps", "40", "--plate-frames", "0:20",
                  "--source-frames", "0:60")
 
 
-def run_args(source: Path, target: Path, out: Path) -> list[str]:
-    return ["run", "--source", str(source), "--target", str(target), "--out", str(out),
+def run_args(source: Path, plate: Path, shot: Path) -> list[str]:
+    return ["run", "--source", str(source), "--plate", str(plate), "--shot", str(shot),
             *FAST_RUN_ARGS]
 
 

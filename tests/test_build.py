@@ -12,18 +12,19 @@ import bpy
 import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
-from facegraft.addon.build_stage import build_blend
-from facegraft.addon.scene_build import CAMERA_NAME, FACE_NAME
-from facegraft.addon.worker import WorkerJob, resolve_worker_python
+from facegraft.addon.build import CAMERA_NAME, FACE_NAME, build_blend
+from facegraft.addon.worker import resolve_worker_python, worker_process
 from facegraft.common.errors import FaceGraftError
 from facegraft.common.point_cache import read_pc2
-from facegraft.common.track_file import TRACK_FILENAME, load_track
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import load_track
 from mathutils import Vector
 
 
 @pytest.fixture(scope="module")
 def short_shot(franck300_shot) -> Path:
-    return franck300_shot
+    """The plate's footage folder of franck300_shot."""
+    return ShotLayout(franck300_shot).plate.path
 
 
 def _projected_vertices(scene, frame: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def _projected_vertices(scene, frame: int) -> np.ndarray:
 def test_mesh_lands_on_the_landmarks(short_shot):
     bpy.ops.wm.open_mainfile(filepath=str(short_shot / "scene.blend"))
     scene = bpy.context.scene
-    track = load_track(short_shot / TRACK_FILENAME)
+    track = load_track(short_shot / "track.npz")
     assert (scene.frame_start, scene.frame_end) == (1, 300)
     assert (scene.render.resolution_x, scene.render.resolution_y) == (360, 288)
     assert scene.render.fps / scene.render.fps_base == pytest.approx(24.0)
@@ -73,7 +74,7 @@ def test_saved_blend_is_complete_and_portable(short_shot):
     assert cache.filepath == "//face_shape.pc2" and cache.deform_mode == "OVERWRITE"
     # The point cache holds each frame's tracked shape, in metres.
     shapes, _ = read_pc2(short_shot / "face_shape.pc2")
-    track = load_track(short_shot / TRACK_FILENAME)
+    track = load_track(short_shot / "track.npz")
     assert shapes.shape == (300, 468, 3)
     assert np.allclose(shapes, track.metric_landmarks[:, :468] * 0.01, atol=1e-6)
     clip = bpy.context.scene.active_clip
@@ -121,7 +122,7 @@ def test_render_of_the_plate_with_the_mesh(short_shot, artifacts):
     assert render.shape == (288, 360, 4)
     alpha = render[..., 3:] / 255.0
     assert 0.05 < alpha.mean() < 0.6  # a face, not an empty or full frame
-    track = load_track(short_shot / TRACK_FILENAME)
+    track = load_track(short_shot / "track.npz")
     cap = cv2.VideoCapture(track.meta["video"])
     cap.set(cv2.CAP_PROP_POS_FRAMES, 149)
     ok, plate = cap.read()
@@ -134,20 +135,19 @@ def test_render_of_the_plate_with_the_mesh(short_shot, artifacts):
     assert np.mean(inside) > 0.9
 
 
-def test_full_clip_builds_in_seconds(franck_shot, tmp_path):
+def test_full_clip_builds_in_seconds(franck_shot):
     started = time.perf_counter()
-    build_blend(franck_shot, tmp_path / "full.blend")
+    build_blend(franck_shot)
     seconds = time.perf_counter() - started
     print(f"Build Scene, 4800 frames: {seconds:.2f} s")
     assert seconds < 30
     assert bpy.context.scene.frame_end == 4800
 
 
-def test_track_from_another_video_is_refused(short_shot, single_face, tmp_path):
+def test_track_from_another_video_is_refused(franck300_shot, short_shot, single_face):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in short_shot.iterdir())
     with pytest.raises(FaceGraftError, match="not the video"):
-        build_blend(short_shot, tmp_path / "wrong.blend", plate=single_face)
-    assert not (tmp_path / "wrong.blend").exists()
+        build_blend(franck300_shot, video=single_face)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in short_shot.iterdir()) == before
 
 
@@ -157,7 +157,7 @@ def test_missing_worker_python_is_reported():
 
 
 def test_crashing_worker_is_reported_and_leaves_nothing(franck, tmp_path):
-    job = WorkerJob(resolve_worker_python(), "track", [str(franck), "--shot", str(tmp_path)])
+    job = worker_process(resolve_worker_python(), ["track", str(franck), "--shot", str(tmp_path)])
     job.start()
     deadline = time.time() + 60
     while time.time() < deadline and not any(e.kind == "progress" for e in job.poll()):
@@ -172,4 +172,4 @@ def test_crashing_worker_is_reported_and_leaves_nothing(franck, tmp_path):
         exit_events = [e for e in job.poll() if e.kind == "exit"]
         time.sleep(0.1)
     assert exit_events and "killed by signal 9" in exit_events[0].message
-    assert not (tmp_path / TRACK_FILENAME).exists()
+    assert not ShotLayout(tmp_path).plate.track.exists()

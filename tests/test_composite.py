@@ -10,8 +10,9 @@ import bpy  # noqa: E402
 import cv2
 import numpy as np
 import OpenEXR
+from facegraft.addon.build import CAMERA_NAME, FACE_NAME
 from facegraft.addon.composite import EXR_LAYERS, MATERIAL_NAME, TREE_NAME
-from facegraft.addon.scene_build import CAMERA_NAME, FACE_NAME
+from facegraft.common.shot_layout import ShotLayout
 
 
 def _render(scene, frame, path):
@@ -62,8 +63,7 @@ def test_exr_holds_plate_swap_matte_and_guides(fast_run):
     assert np.abs(final[face, :3] - plate[face, :3]).mean() > 0.02
     # Where the matte is full, the final is the merged swap projected through the mesh,
     # pixel for pixel, plus the grain (uniform, at most half its scale either way).
-    merge_meta = json.loads((fast_run.out / "plate" / "merge_64_train_tiny" / "meta.json")
-                            .read_text())
+    merge_meta = json.loads((ShotLayout(fast_run.out).merge("tiny") / "meta.json").read_text())
     grain = merge_meta["plate_grain"] * 12 ** 0.5 / 2
     swap = layers["swap"]["swap"].pixels.astype(np.float32)
     full = matte >= 0.999
@@ -89,7 +89,7 @@ def test_an_object_in_front_of_the_face_hides_the_swap(fast_run, tmp_path):
     card.is_holdout = True  # roto card: shows what is behind it in the plate
     with_card = _render(scene, frame, tmp_path / "with.png")
     plate = _render_plate(scene, frame, tmp_path)
-    matte = cv2.imread(str(fast_run.out / "plate" / "merge_64_train_tiny" / "matte" /
+    matte = cv2.imread(str(ShotLayout(fast_run.out).merge("tiny") / "matte" /
                            f"matte_{frame:06d}.png"), cv2.IMREAD_GRAYSCALE)
     width = matte.shape[1]
     face = matte > 200

@@ -7,19 +7,20 @@ import cv2
 import numpy as np
 import pytest
 from facegraft.common.crop import apply, for_opencv, invert
-from facegraft.common.track_file import TRACK_FILENAME, load_track
-from facegraft.ml.dataset import load_dataset
+from facegraft.common.dataset_file import load_dataset
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import load_track
 
 
 @pytest.fixture(scope="module")
 def dataset(franck300_shot, franck300_guides, cli):
     result = cli("dataset", "--shot", franck300_shot, "--progress", "none")
     assert result.returncode == 0, result.stderr
-    return load_dataset(franck300_shot / "dataset_256")
+    return load_dataset(ShotLayout(franck300_shot).plate.dataset(256))
 
 
 def test_crops_are_the_aligned_plate(dataset, franck300_shot, franck):
-    track = load_track(franck300_shot / TRACK_FILENAME)
+    track = load_track(ShotLayout(franck300_shot).plate.track)
     assert dataset["rgb"].shape == (300, 256, 256, 3) and dataset["rgb"].dtype == np.uint8
     assert np.array_equal(dataset["mask"] > 0, dataset["region"] > 0)
     cap = cv2.VideoCapture(str(franck))
@@ -53,13 +54,12 @@ def test_folder_of_images_as_a_shot(single_face, tmp_path, cli):
         cv2.imwrite(str(frames / f"frame_{index:04d}.png"), frame)
     shot = tmp_path / "shot"
     for args in (("track", frames, "--shot", shot, "--progress", "none"),
-                 ("build", "--shot", shot, "--blend", shot / "scene.blend"),
-                 ("guides", "--shot", shot, "--blend", shot / "scene.blend", "--size", "128",
-                  "--progress", "none"),
+                 ("build", "--shot", shot),
+                 ("guides", "--shot", shot, "--size", "128", "--progress", "none"),
                  ("dataset", "--shot", shot, "--size", "128", "--progress", "none")):
         result = cli(*args)
         assert result.returncode == 0, (args[0], result.stderr)
-    data = load_dataset(shot / "dataset_128")
+    data = load_dataset(ShotLayout(shot).plate.dataset(128))
     assert data["rgb"].shape == (30, 128, 128, 3)
     assert (data["mask"].reshape(30, -1) > 0).mean(axis=1).min() > 0.2
 
@@ -69,6 +69,6 @@ def test_bad_inputs(cli, tmp_path, franck300_shot, dataset):
     assert result.returncode == 1 and "no track file" in result.stderr
     result = cli("dataset", "--shot", franck300_shot, "--size", "320")
     assert result.returncode == 1 and "guides_320" in result.stderr
-    assert not (franck300_shot / "dataset_320").exists()
+    assert not ShotLayout(franck300_shot).plate.dataset(320).exists()
     result = cli("dataset", "--shot", franck300_shot, "--size", "200")
     assert result.returncode == 1 and "multiple of 64" in result.stderr

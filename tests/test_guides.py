@@ -10,7 +10,8 @@ import pytest
 from facegraft.common.crop import apply, invert
 from facegraft.common.guide_render import decode_normals, decode_uv
 from facegraft.common.guides_file import REGION_LABELS, load_guides
-from facegraft.common.track_file import TRACK_FILENAME, load_track, save_track
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import load_track, save_track
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def guides(franck300_guides):
 
 @pytest.fixture(scope="module")
 def track(franck300_shot):
-    return load_track(franck300_shot / TRACK_FILENAME)
+    return load_track(ShotLayout(franck300_shot).plate.track)
 
 
 def _frontal_rows(track, count=10):
@@ -109,7 +110,7 @@ def test_uv_guide_matches_a_blender_render_of_a_painted_texture(franck300_shot, 
     painted = np.stack([u, v, 0.5 + 0.5 * np.sin(6 * math.pi * u) * np.cos(4 * math.pi * v),
                         np.ones_like(u)], axis=-1).astype(np.float32)  # row 0 is v = 0
 
-    bpy.ops.wm.open_mainfile(filepath=str(franck300_shot / "scene.blend"))
+    bpy.ops.wm.open_mainfile(filepath=str(ShotLayout(franck300_shot).plate.scene))
     scene = bpy.context.scene
     image = bpy.data.images.new("painted", texture_size, texture_size, float_buffer=True)
     image.colorspace_settings.name = "Non-Color"
@@ -179,16 +180,15 @@ def test_uv_guide_matches_a_blender_render_of_a_painted_texture(franck300_shot, 
 
 
 def test_bad_inputs(cli, tmp_path, franck300_shot, track):
-    blend = franck300_shot / "scene.blend"
-    result = cli("guides", "--shot", tmp_path, "--blend", blend)
+    result = cli("guides", "--shot", tmp_path)
     assert result.returncode == 1 and "no track file" in result.stderr
-    result = cli("guides", "--shot", franck300_shot, "--blend", blend, "--size", "100")
+    result = cli("guides", "--shot", franck300_shot, "--size", "100")
     assert result.returncode == 1 and "multiple of 64" in result.stderr
-    assert not (franck300_shot / "guides_100").exists()
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    assert not ShotLayout(franck300_shot).plate.guides(100).exists()
+    empty = ShotLayout(tmp_path / "empty").plate
+    empty.path.mkdir(parents=True)
     track.present[:] = False
-    save_track(track, empty / TRACK_FILENAME)
-    result = cli("guides", "--shot", empty, "--blend", blend)
+    save_track(track, empty.track)
+    result = cli("guides", "--shot", tmp_path / "empty")
     assert result.returncode == 1 and "no frame with a face" in result.stderr
-    assert sorted(p.name for p in empty.iterdir()) == [TRACK_FILENAME]
+    assert sorted(p.name for p in empty.path.iterdir()) == [empty.track.name]

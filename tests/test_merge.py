@@ -8,10 +8,11 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from facegraft.common.dataset_file import load_dataset
 from facegraft.common.guides_file import REGION_LABELS, load_guides
+from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.swap_file import load_swap
-from facegraft.ml.dataset import dataset_dir, load_dataset
-from facegraft.ml.merge import (
+from facegraft.pipeline.merge import (
     MergeOptions,
     apply_color,
     color_statistics,
@@ -23,10 +24,10 @@ from facegraft.ml.merge import (
 
 @pytest.fixture(scope="module")
 def crops(fast_run):
-    plate = fast_run.out / "plate"
-    swapped = load_swap(plate / "swap_64_train_tiny")
-    guides = load_guides(plate / swapped["meta"]["guides"])
-    data = load_dataset(dataset_dir(plate, 64))
+    layout = ShotLayout(fast_run.out)
+    swapped = load_swap(layout.swap("tiny"))
+    guides = load_guides(layout.plate.path / swapped["meta"]["guides"])
+    data = load_dataset(layout.plate.dataset(64))
     return swapped, guides, data
 
 
@@ -87,11 +88,12 @@ def test_colour_statistics_are_smoothed_over_time():
 
 
 def test_merge_folder_is_complete_and_reruns_skip(fast_run, tmp_path):
-    plate = fast_run.out / "plate"
-    swap = tmp_path / "swap_64_copy"
-    shutil.copytree(plate / "swap_64_train_tiny", swap)
-    folder = merge(plate, swap, MergeOptions(color="hist", mouth="plate"), progress_mode="none")
-    assert folder == tmp_path / "merge_64_copy"
+    layout = ShotLayout(fast_run.out)
+    swap = tmp_path / "swap_copy"
+    shutil.copytree(layout.swap("tiny"), swap)
+    options = MergeOptions(color="hist", mouth="plate")
+    folder = merge(layout, swap, tmp_path / "merge_copy", options, progress_mode="none")
+    assert folder == tmp_path / "merge_copy"
     assert len(list((folder / "swap").glob("swap_*.png"))) == 20
     assert len(list((folder / "matte").glob("matte_*.png"))) == 20
     face = cv2.imread(str(folder / "swap" / "swap_000005.png"), cv2.IMREAD_UNCHANGED)
@@ -99,6 +101,5 @@ def test_merge_folder_is_complete_and_reruns_skip(fast_run, tmp_path):
     assert face.shape == (360, 640, 4) and (face[..., 3] > 0).sum() > 2000
     assert face[:40, :40, 3].max() == 0 and face[-40:, -40:, 3].max() == 0
     stamp = (folder / "meta.json").stat().st_mtime_ns
-    assert merge(plate, swap, MergeOptions(color="hist", mouth="plate"),
-                 progress_mode="none") == folder
+    assert merge(layout, swap, folder, options, progress_mode="none") == folder
     assert (folder / "meta.json").stat().st_mtime_ns == stamp

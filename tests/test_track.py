@@ -15,21 +15,26 @@ import cv2
 import numpy as np
 import pytest
 from facegraft.common.errors import FaceGraftError
-from facegraft.common.track_file import TRACK_FILENAME, load_track, save_track
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import load_track, save_track
 from facegraft.ml.track_quality import (
     jitter_ratio,
     lag_frames,
     reprojection_error_px,
     rigid_reprojection_error_px,
 )
-from facegraft.ml.video import probe_video, read_frames
+from facegraft.pipeline.video import probe_video, read_frames
 
 FACE_NOFACE_CUT = 72  # face_noface.mov: frames 0..71 show man B, from 72 on a cartoon
 
 
+def plate_track(shot: Path) -> Path:
+    return ShotLayout(shot).plate.track
+
+
 @pytest.fixture(scope="module")
 def franck_track(franck_shot):
-    return load_track(franck_shot / TRACK_FILENAME)
+    return load_track(plate_track(franck_shot))
 
 
 def test_json_progress(face_noface, tmp_path, cli):
@@ -85,7 +90,7 @@ def test_confidence_is_high_on_clean_footage(franck_track):
 def test_face_noface_cut_is_marked(face_noface, tmp_path, cli):
     result = cli("track", face_noface, "--shot", tmp_path)
     assert result.returncode == 0, result.stderr
-    track = load_track(tmp_path / TRACK_FILENAME)
+    track = load_track(plate_track(tmp_path))
     assert track.frame_count == 169
     assert track.present[:FACE_NOFACE_CUT].all()
     assert not track.present[FACE_NOFACE_CUT:].any()
@@ -98,7 +103,7 @@ def test_frame_range_and_rerun(franck, franck_track, tmp_path, cli):
     result = cli("track", franck, "--shot", tmp_path, "--start", "1000", "--end", "1240",
                      "--progress", "none")
     assert result.returncode == 0, result.stderr
-    path = tmp_path / TRACK_FILENAME
+    path = plate_track(tmp_path)
     part = load_track(path)
     assert part.frame_count == 240 and part.meta["start"] == 1000
     diff = np.abs(part.landmarks_raw[..., :2] - franck_track.landmarks_raw[1000:1240, :, :2])
@@ -147,7 +152,7 @@ def test_pick_follows_the_chosen_face(franck, single_face, tmp_path, cli):
         shot = tmp_path / side
         result = cli("track", video, "--shot", shot, "--pick", pick)
         assert result.returncode == 0, result.stderr
-        track = load_track(shot / TRACK_FILENAME)
+        track = load_track(plate_track(shot))
         assert track.present.mean() > 0.9
         xs = track.landmarks_raw[track.present, :, 0]
         assert (xs > 360).all() if side == "right" else (xs < 360).all()
@@ -160,9 +165,9 @@ def _assert_clean_failure(result, name: str, shot: Path) -> None:
     errors = [line for line in lines if "error" in line.lower() or "warn" in line.lower()]
     assert errors == [lines[-1]], result.stderr
     assert lines[-1].startswith("facegraft: error: ") and name in lines[-1], lines[-1]
-    assert not (shot / TRACK_FILENAME).exists()
+    assert not plate_track(shot).exists()
     if shot.is_dir():
-        assert not any(p.name.endswith(".npz") or "partial" in p.name for p in shot.iterdir())
+        assert not any(p.name.endswith(".npz") or "partial" in p.name for p in shot.rglob("*"))
 
 
 def test_bad_inputs_fail_cleanly(tmp_path, face_noface, cli):
@@ -218,7 +223,7 @@ def test_terminated_track_leaves_nothing(franck, tmp_path):
 
 
 def test_track_file_version_is_checked(franck_track, tmp_path):
-    path = tmp_path / TRACK_FILENAME
+    path = tmp_path / "track.npz"
     franck_track.meta["version"] = 99
     save_track(franck_track, path)  # save_track stamps the current version...
     assert load_track(path).meta["version"] == 1

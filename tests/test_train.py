@@ -13,49 +13,56 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import use_as_source
 from facegraft.common.errors import FaceGraftError
-from facegraft.ml.checkpoint import SIDECAR, load_checkpoint
+from facegraft.common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.ml.checkpoint import load_checkpoint
 from facegraft.ml.model import PROFILES, SwapModel
 from safetensors.torch import load_file
 
 TINY = PROFILES["tiny"].resolution
 
 
-def _prepare(cli, shot: Path, size: int) -> Path:
-    for args in (("guides", "--shot", shot, "--blend", shot / "scene.blend", "--size", str(size),
+def _prepare(cli, shot: Path, role: str, size: int) -> Path:
+    for args in (("build", "--shot", shot, "--role", role),
+                 ("guides", "--shot", shot, "--role", role, "--size", str(size),
                   "--progress", "none"),
-                 ("dataset", "--shot", shot, "--size", str(size), "--progress", "none")):
+                 ("dataset", "--shot", shot, "--role", role, "--size", str(size),
+                  "--progress", "none")):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     return shot
 
 
-@pytest.fixture(scope="module")
-def source_shot(franck300_shot, cli):
-    return _prepare(cli, franck300_shot, TINY)
+def sharing_footage(shot: Path, new: Path) -> Path:
+    """A new shot folder whose plate and source are ``shot``'s (linked, not copied)."""
+    new.mkdir(parents=True)
+    for role in ("plate", "source"):
+        (new / role).symlink_to(ShotLayout(shot).footage(role).path)
+    return new
 
 
 @pytest.fixture(scope="module")
-def target_shot(single_face, tmp_path_factory, cli):
-    shot = tmp_path_factory.mktemp("plate_tiny")
-    for args in (("track", single_face, "--shot", shot, "--progress", "none"),
-                 ("build", "--shot", shot, "--blend", shot / "scene.blend")):
-        assert cli(*args).returncode == 0
-    return _prepare(cli, shot, TINY)
+def tiny_shot(franck300_shot, single_face, tmp_path_factory, cli):
+    """Man A (franck.mp4, 300 frames) onto man B's plate (single_face.mp4), at 64 px."""
+    shot = tmp_path_factory.mktemp("tiny")
+    assert cli("track", single_face, "--shot", shot, "--progress", "none").returncode == 0
+    use_as_source(ShotLayout(franck300_shot).plate.track, shot)
+    _prepare(cli, shot, "plate", TINY)
+    return _prepare(cli, shot, "source", TINY)
 
 
-def _train_args(source, target, run, steps=12):
-    return ["train", "--source", str(source), "--target", str(target), "--run", str(run),
-            "--profile", "tiny", "--steps", str(steps), "--checkpoint-every", "4",
-            "--preview-every", "4", "--progress", "json"]
+def _train_args(shot, steps=12):
+    return ["train", "--shot", str(shot), "--profile", "tiny", "--steps", str(steps),
+            "--checkpoint-every", "4", "--preview-every", "4", "--progress", "json"]
 
 
 @pytest.fixture(scope="module")
-def straight_run(source_shot, target_shot, tmp_path_factory, cli):
-    run = tmp_path_factory.mktemp("runs") / "straight"
-    result = cli(*_train_args(source_shot, target_shot, run))
+def straight_run(tiny_shot, cli):
+    result = cli(*_train_args(tiny_shot))
     assert result.returncode == 0, result.stderr
-    return run
+    return ShotLayout(tiny_shot).model("tiny")
 
 
 def test_training_writes_a_trustworthy_run(straight_run):
@@ -71,10 +78,10 @@ def test_training_writes_a_trustworthy_run(straight_run):
     assert config["profile"] == "tiny" and config["config"]["use_guides"] is True
 
 
-def test_resume_after_kill_continues_exactly(source_shot, target_shot, straight_run, tmp_path):
-    run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "facegraft",
-                             *_train_args(source_shot, target_shot, run)],
+def test_resume_after_kill_continues_exactly(tiny_shot, straight_run, tmp_path):
+    shot = sharing_footage(tiny_shot, tmp_path / "killed")
+    run = ShotLayout(shot).model("tiny")
+    proc = subprocess.Popen([sys.executable, "-m", "facegraft", *_train_args(shot)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -87,8 +94,7 @@ def test_resume_after_kill_continues_exactly(source_shot, target_shot, straight_
     killed_at = json.loads((run / SIDECAR).read_text())["step"]
     assert 4 <= killed_at < 12
     load_checkpoint(run)  # whatever moment it died, the sidecar names complete weights
-    result = subprocess.run([sys.executable, "-m", "facegraft",
-                             *_train_args(source_shot, target_shot, run), "--resume"],
+    result = subprocess.run([sys.executable, "-m", "facegraft", *_train_args(shot), "--resume"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads((run / SIDECAR).read_text())["step"] == 12
@@ -102,15 +108,13 @@ def test_resume_after_kill_continues_exactly(source_shot, target_shot, straight_
     assert steps[-1] == 12 and sorted(set(steps)) == list(range(1, 13))
 
 
-def test_swap_and_metrics(straight_run, source_shot, target_shot, cli, tmp_path):
-    result = cli("swap", "--run", straight_run, "--target", target_shot, "--progress", "none")
+def test_swap_and_metrics(straight_run, tiny_shot, cli):
+    result = cli("swap", "--shot", tiny_shot, "--profile", "tiny", "--progress", "none")
     assert result.returncode == 0, result.stderr
-    swap = Path(result.stdout.strip().splitlines()[-1])
-    out = tmp_path / "metrics.json"
-    result = cli("eval", "--target", target_shot, "--swap", f"tiny={swap}", "--source",
-                 source_shot, "--out", out)
+    assert Path(result.stdout.strip().splitlines()[-1]) == ShotLayout(tiny_shot).swap("tiny")
+    result = cli("eval", "--shot", tiny_shot, "--profile", "tiny")
     assert result.returncode == 0, result.stderr
-    metrics = json.loads(out.read_text())["runs"]["tiny"]
+    metrics = json.loads(ShotLayout(tiny_shot).eval_report.read_text())["metrics"]
     for key in ("landmark_nme", "jitter_ratio", "identity_distance_to_source",
                 "identity_distance_to_target"):
         assert key in metrics
@@ -131,7 +135,7 @@ def test_swap_and_metrics(straight_run, source_shot, target_shot, cli, tmp_path)
         assert metrics["identity_distance_to_source"] is None and metrics["identity_note"]
 
 
-def test_bad_checkpoints_and_inputs(straight_run, source_shot, target_shot, tmp_path, cli):
+def test_bad_checkpoints_and_inputs(straight_run, tiny_shot, tmp_path, cli):
     import shutil
 
     forged = tmp_path / "forged"
@@ -141,24 +145,26 @@ def test_bad_checkpoints_and_inputs(straight_run, source_shot, target_shot, tmp_
     (forged / SIDECAR).write_text(json.dumps(sidecar))
     with pytest.raises(FaceGraftError, match="version 99"):
         load_checkpoint(forged)
-    truncated = tmp_path / "truncated"
-    shutil.copytree(straight_run, truncated)
-    weights = truncated / json.loads((truncated / SIDECAR).read_text())["weights"]
+    truncated = sharing_footage(tiny_shot, tmp_path / "truncated")
+    shutil.copytree(straight_run, ShotLayout(truncated).model("tiny"))
+    weights = ShotLayout(truncated).model("tiny") / json.loads(
+        (straight_run / SIDECAR).read_text())["weights"]
     weights.write_bytes(weights.read_bytes()[:1000])
-    result = cli("swap", "--run", truncated, "--target", target_shot)
+    result = cli("swap", "--shot", truncated, "--profile", "tiny")
     assert result.returncode == 1 and "truncated" in result.stderr
-    # A model at 64 px and a shot with only 128 px data: a resolution mismatch.
+    # A model at 64 px and a plate with only 128 px data: a resolution mismatch.
     other = tmp_path / "other"
-    other.mkdir()
-    (other / "dataset_128").mkdir()
-    result = cli("swap", "--run", straight_run, "--target", other)
+    ShotLayout(other).plate.dataset(128).mkdir(parents=True)
+    shutil.copytree(straight_run, ShotLayout(other).model("tiny"))
+    result = cli("swap", "--shot", other, "--profile", "tiny")
     assert result.returncode == 1 and "resolution 64" in result.stderr
-    result = cli(*_train_args(source_shot, other, tmp_path / "r"))
+    shutil.rmtree(ShotLayout(other).model("tiny"))
+    result = cli(*_train_args(other))
     assert result.returncode == 1 and "dataset_64" in result.stderr
-    # A shot whose frames have no face.
-    result = cli(*_train_args(source_shot, target_shot, tmp_path / "r2")[:-2],
-                 "--target-frames", "72:72")
-    assert result.returncode == 1
+    # Plate frames the plate does not have.
+    result = cli(*_train_args(sharing_footage(tiny_shot, tmp_path / "r2"))[:-2],
+                 "--plate-frames", "72:80")
+    assert result.returncode == 1 and "outside 0:72" in result.stderr
 
 
 def test_model_sizes_and_ablation_switch():
@@ -177,36 +183,28 @@ def test_model_sizes_and_ablation_switch():
 
 
 @pytest.mark.slow
-def test_self_reenactment_cpu_profile_guided_beats_unguided(franck_shot, cli, artifacts):
-    """franck.mp4: train on frames 0-3999, swap man A onto his held-out frames 4000-4799,
-    15 minutes of CPU training each with and without guides."""
-    shot = franck_shot
+def test_self_reenactment_cpu_profile_guided_beats_unguided(franck, cli, tmp_path, artifacts):
+    """franck.mp4: learn man A from frames 0-3999, swap him onto his held-out frames
+    4000-4799 (the plate), 15 minutes of CPU training each with and without guides."""
     size = PROFILES["cpu"].resolution
-    if not (shot / "scene.blend").is_file():
-        assert cli("build", "--shot", shot, "--blend", shot / "scene.blend").returncode == 0
-    _prepare(cli, shot, size)
+    shot = tmp_path / "guided"
+    for role, frames in (("source", ("--end", "4000")), ("plate", ("--start", "4000"))):
+        result = cli("track", franck, "--shot", shot, "--role", role, *frames, "--progress",
+                     "none")
+        assert result.returncode == 0, result.stderr
+        _prepare(cli, shot, role, size)
     minutes = os.environ.get("FACEGRAFT_SELF_REENACTMENT_MINUTES", "15")
-    swaps = {}
+    runs = {}
     for name, extra in (("guided", []), ("unguided", ["--no-guides"])):
-        run = artifacts / f"self_reenactment_{name}"
-        if run.exists():
-            import shutil
-
-            shutil.rmtree(run)
-        result = cli("train", "--source", shot, "--target", shot, "--run", run,
-                     "--profile", "cpu", "--minutes", minutes, "--source-frames", "0:4000",
-                     "--target-frames", "4000:4800", "--progress", "none", *extra,
-                     timeout=3600)
-        assert result.returncode == 0, result.stderr
-        result = cli("swap", "--run", run, "--target", shot, "--frames", "4000:4800",
-                     "--progress", "none")
-        assert result.returncode == 0, result.stderr
-        swaps[name] = Path(result.stdout.strip().splitlines()[-1])
-    out = artifacts / "self_reenactment_metrics.json"
-    result = cli("eval", "--target", shot, "--self-reenactment", "--out", out,
-                 *[arg for name, folder in swaps.items() for arg in ("--swap", f"{name}={folder}")])
-    assert result.returncode == 0, result.stderr
-    runs = json.loads(out.read_text())["runs"]
+        folder = shot if name == "guided" else sharing_footage(shot, tmp_path / name)
+        for args in (("train", "--shot", folder, "--profile", "cpu", "--minutes", minutes,
+                      "--progress", "none", *extra),
+                     ("swap", "--shot", folder, "--profile", "cpu", "--progress", "none"),
+                     ("eval", "--shot", folder, "--profile", "cpu", "--self-reenactment")):
+            result = cli(*args, timeout=3600)
+            assert result.returncode == 0, result.stderr
+        runs[name] = json.loads(ShotLayout(folder).eval_report.read_text())["metrics"]
+    (artifacts / "self_reenactment_metrics.json").write_text(json.dumps(runs, indent=1))
     print(json.dumps(runs, indent=1))
     assert runs["guided"]["landmark_nme"] < runs["unguided"]["landmark_nme"]
     assert runs["guided"]["ssim"] > 0.5

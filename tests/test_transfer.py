@@ -3,25 +3,32 @@ plate's expression, and guides follow an artist's sculpt of the shape key."""
 
 from __future__ import annotations
 
+import shutil
+
 import bpy  # noqa: E402
 import numpy as np
 import pytest
-from facegraft.addon.build_stage import save_blend_atomic, transfer_blend  # noqa: E402
-from facegraft.addon.scene_build import FACE_NAME  # noqa: E402
-from facegraft.addon.transfer import SHAPE_KEY, neutral_shape_cm, rigid_align  # noqa: E402
+from conftest import use_as_source
+from facegraft.addon.blend_file import save_blend_atomic  # noqa: E402
+from facegraft.addon.build import FACE_NAME  # noqa: E402
+from facegraft.addon.transfer import neutral_shape_cm, rigid_align, transfer_blend  # noqa: E402
 from facegraft.common.errors import FaceGraftError
 from facegraft.common.guides_file import load_guides
 from facegraft.common.head_pose import neutral_shape
-from facegraft.common.track_file import TRACK_FILENAME, load_track, save_track
+from facegraft.common.shot_layout import SOURCE_IDENTITY_KEY as SHAPE_KEY
+from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import load_track, save_track
 
 
 @pytest.fixture(scope="module")
-def plate_shot(single_face, tmp_path_factory, cli):
+def plate_shot(single_face, franck_shot, tmp_path_factory, cli):
+    """Man B's plate (single_face.mp4) with man A (all of franck.mp4) as the source."""
     shot = tmp_path_factory.mktemp("plate")
     for args in (("track", single_face, "--shot", shot, "--progress", "none"),
-                 ("build", "--shot", shot, "--blend", shot / "scene.blend")):
+                 ("build", "--shot", shot)):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
+    use_as_source(ShotLayout(franck_shot).plate.track, shot)
     return shot
 
 
@@ -42,19 +49,19 @@ def _evaluated_shapes(frames):
     return np.array(out)
 
 
-def test_source_shape_with_plate_expression(plate_shot, franck_shot):
-    blend = plate_shot / "scene.blend"
-    transfer_blend(franck_shot, blend)
-    bpy.ops.wm.open_mainfile(filepath=str(blend))
-    plate = load_track(plate_shot / TRACK_FILENAME)
-    source = load_track(franck_shot / TRACK_FILENAME)
+def test_source_shape_with_plate_expression(plate_shot):
+    layout = ShotLayout(plate_shot)
+    transfer_blend(plate_shot)
+    bpy.ops.wm.open_mainfile(filepath=str(layout.plate.scene))
+    plate = load_track(layout.plate.track)
+    source = load_track(layout.source.track)
     face = bpy.data.objects[FACE_NAME]
     assert face.data.shape_keys.key_blocks[SHAPE_KEY].value == 1.0
     shapes = _evaluated_shapes(range(1, plate.frame_count + 1))
     names = plate.meta["blendshape_names"]
     transferred = neutral_shape(shapes, plate.blendshapes_raw, names, plate.present)
-    to_source = _rms(transferred, neutral_shape_cm(source, franck_shot))
-    to_plate = _rms(transferred, neutral_shape_cm(plate, plate_shot))
+    to_source = _rms(transferred, neutral_shape_cm(source, layout.source.track))
+    to_plate = _rms(transferred, neutral_shape_cm(plate, layout.plate.track))
     print(f"transferred neutral: {to_source:.3f} cm from the source's, {to_plate:.3f} cm from "
           "the plate's own")
     assert to_source < to_plate / 5
@@ -75,30 +82,33 @@ def test_source_shape_with_plate_expression(plate_shot, franck_shot):
     assert np.abs(shapes - without - delta[None] * 100).max() < 1e-3
 
 
-def test_guides_follow_a_sculpted_shape_key(plate_shot, franck_shot, cli):
-    blend = plate_shot / "scene.blend"
-    transfer_blend(franck_shot, blend)
-    args = ("guides", "--shot", plate_shot, "--blend", blend, "--shape-key", SHAPE_KEY,
-            "--no-plate", "--progress", "none", "--force")
+def test_guides_follow_a_sculpted_shape_key(plate_shot, cli):
+    layout = ShotLayout(plate_shot)
+    blend = layout.plate.scene
+    transfer_blend(plate_shot)
+    args = ("guides", "--shot", plate_shot, "--progress", "none")
     assert cli(*args).returncode == 0
-    before = np.array(load_guides(plate_shot / "guides_256_source_identity").depth[10])
+    shaped = layout.plate.guides(256, SHAPE_KEY)
+    before = np.array(load_guides(shaped).depth[10])
     # The artist pulls the nose tip 2 cm out of the face in the shape key.
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     key = bpy.data.objects[FACE_NAME].data.shape_keys.key_blocks[SHAPE_KEY]
     key.data[1].co.z += 0.02
     save_blend_atomic(blend)
     assert cli(*args).returncode == 0
-    after = np.array(load_guides(plate_shot / "guides_256_source_identity").depth[10])
+    after = np.array(load_guides(shaped).depth[10])
     changed = (np.abs(after.astype(np.float32) - before.astype(np.float32)) > 0.5)
     assert 20 < changed.sum() < 2000  # around the nose tip, not the whole face
 
 
 def test_source_without_faces_is_refused(plate_shot, franck_shot, tmp_path):
-    empty = load_track(franck_shot / TRACK_FILENAME)
+    shot = tmp_path / "shot"
+    shutil.copytree(ShotLayout(plate_shot).plate.path, ShotLayout(shot).plate.path)
+    empty = load_track(ShotLayout(franck_shot).plate.track)
     empty.present[:] = False
-    save_track(empty, tmp_path / TRACK_FILENAME)
-    blend = plate_shot / "scene.blend"
+    save_track(empty, use_as_source(ShotLayout(franck_shot).plate.track, shot))
+    blend = ShotLayout(shot).plate.scene
     before = blend.read_bytes()
     with pytest.raises(FaceGraftError, match="no frame with a face"):
-        transfer_blend(tmp_path, blend)
+        transfer_blend(shot)
     assert blend.read_bytes() == before

@@ -1,4 +1,6 @@
-"""Build Scene: a track becomes a Blender scene (camera, plate, animated face mesh).
+"""Build Scene: a track becomes a Blender scene (camera, plate, animated face mesh); one
+call for the panel (into the open scene) and the command lines (into the footage's
+scene.blend).
 
 What is made, all inside the "FaceGraft" collection and tagged with the custom property
 ``facegraft_role`` so a rebuild replaces only what FaceGraft made:
@@ -11,7 +13,7 @@ What is made, all inside the "FaceGraft" collection and tagged with the custom p
   properties with MediaPipe/ARKit names; frames without a face hide the mesh.
 - "FaceGraft Performance": a hidden copy of the face mesh whose Mesh Cache modifier
   ("FaceGraft Shape") plays each frame's tracked shape (identity + expression) from a PC2
-  point cache in the shot folder, so the .blend holds no per-vertex keyframes. The face's
+  point cache in the footage folder, so the .blend holds no per-vertex keyframes. The face's
   Geometry Nodes modifier ("FaceGraft Performance") adds that frame's offset from the rest
   shape on top of the face's own shape keys, so a shape key (the source identity, an
   artist's sculpt) carries through the whole performance. (The Mesh Cache's own
@@ -24,6 +26,8 @@ Units: metres (the track's centimetres / 100).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -35,17 +39,21 @@ from ..common.errors import FaceGraftError
 from ..common.face_regions import region_vertices
 from ..common.head_pose import matrix_to_quat_trans, neutral_shape
 from ..common.point_cache import write_pc2
-from ..common.track_file import Track
+from ..common.samples import sha256_of
+from ..common.shot_layout import FootageFolder, ShotLayout
+from ..common.track_file import Track, load_track
+from .blend_file import save_blend_atomic
 
 COLLECTION = "FaceGraft"
 CAMERA_NAME = "FaceGraft Camera"
 FACE_NAME = "FaceGraft Face"
 PERFORMANCE_NAME = "FaceGraft Performance"
 REST_ATTRIBUTE = "facegraft_rest"
-SHAPE_CACHE = "face_shape.pc2"
 CM_TO_M = 0.01
 SENSOR_HEIGHT_MM = 24.0
 ROLE = "facegraft_role"
+BUILD_KEY = "facegraft_build_key"  # scene property: build_key() of what was built
+BUILD_REVISION = 1  # bump when the same track builds a different scene
 
 
 def _hold_absent(values: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -167,23 +175,68 @@ def _make_face_mesh(track: Track, neutral_m: np.ndarray) -> bpy.types.Mesh:
     return mesh
 
 
-def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
+def checked_inputs(footage: FootageFolder, video: Path | None) -> tuple[Track, Path]:
+    """Load the footage's track and make sure ``video`` is the video it was made from.
+    Nothing is touched before this has passed."""
+    track = load_track(footage.track)
+    video = Path(video) if video else Path(track.meta["video"])
+    if not video.exists():
+        raise FaceGraftError(f"{video}: footage not found")
+    if video.is_file() and sha256_of(video) != track.meta.get("video_sha256"):
+        raise FaceGraftError(f"{video}: not the video {footage.track} was tracked from; "
+                             f"track it again")
+    return track, video
+
+
+def build_into_scene(scene: bpy.types.Scene, shot: Path, role: str = "plate",
+                     video: Path | None = None) -> dict[str, bpy.types.Object]:
+    """Build Scene in an open Blender file (the panel)."""
+    footage = ShotLayout(shot).footage(role)
+    track, video = checked_inputs(footage, video)
+    built = build_scene(scene, track, footage, video)
+    scene[BUILD_KEY] = build_key(footage, video)
+    return built
+
+
+def build_key(footage: FootageFolder, video: Path) -> str:
+    """What a built scene is made from: the track file and the footage."""
+    return hashlib.sha256(json.dumps([sha256_of(footage.track), str(Path(video).resolve()),
+                                      BUILD_REVISION]).encode()).hexdigest()
+
+
+def build_blend(shot: Path, role: str = "plate", video: Path | None = None) -> Path:
+    """Build Scene into the footage's scene.blend, written atomically (the command lines).
+    A scene.blend built from the same track and footage is left as it is (an artist's
+    sculpt of it too)."""
+    footage = ShotLayout(shot).footage(role)
+    track, video = checked_inputs(footage, video)
+    key = build_key(footage, video)
+    if footage.scene.is_file():
+        bpy.ops.wm.open_mainfile(filepath=str(footage.scene), load_ui=False)
+        if bpy.context.scene.get(BUILD_KEY) == key:
+            return footage.scene
+    bpy.ops.wm.read_homefile(use_empty=True)  # keeps preferences and add-ons enabled
+    build_scene(bpy.context.scene, track, footage, video)
+    bpy.context.scene[BUILD_KEY] = key
+    return save_blend_atomic(footage.scene)
+
+
+def build_scene(scene: bpy.types.Scene, track: Track, footage: FootageFolder,
                 plate: Path | None = None) -> dict[str, bpy.types.Object]:
     """Build (or rebuild) the FaceGraft objects of ``scene`` from ``track``.
 
-    Writes ``shot/face_shape.pc2``; the Mesh Cache modifier points at it with an absolute
-    path, which saving with ``relative_remap`` makes relative to the .blend.
+    Writes the footage's point cache; the Mesh Cache modifier points at it with an
+    absolute path, which saving with ``relative_remap`` makes relative to the .blend.
     """
     present = track.present
     if not present.any():
-        raise FaceGraftError(f"{shot}: the track has no frame with a face")
-    shot = Path(shot)
+        raise FaceGraftError(f"{footage.track}: the track has no frame with a face")
     frames = np.arange(track.frame_count, dtype=np.float64) + int(track.meta["start"]) + 1
 
     shapes_m = _hold_absent(track.metric_landmarks[:, :NUM_MESH_VERTICES], present) * CM_TO_M
     neutral_m = neutral_shape(shapes_m, track.blendshapes, track.meta["blendshape_names"],
                               present)
-    write_pc2(shot / SHAPE_CACHE, shapes_m)
+    write_pc2(footage.point_cache, shapes_m)
 
     _setup_scene(scene, track)
     collection = _remove_previous_build(scene)
@@ -196,7 +249,7 @@ def build_scene(scene: bpy.types.Scene, track: Track, shot: Path,
     face.rotation_mode = "QUATERNION"
     for name, indices in region_vertices(load_canonical_mesh().uvs).items():
         face.vertex_groups.new(name=name).add(indices.tolist(), 1.0, "REPLACE")
-    performance = _make_performance(face, collection, shot / SHAPE_CACHE, float(frames[0]))
+    performance = _make_performance(face, collection, footage.point_cache, float(frames[0]))
 
     quats, trans = matrix_to_quat_trans(_hold_absent(track.head_matrix, present))
     curves = _fcurves(face, "FaceGraft Face Action")

@@ -10,7 +10,8 @@ import numpy as np
 from ..common.atomic import atomic_path
 from ..common.canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
 from ..common.errors import FaceGraftError
-from ..common.track_file import TRACK_FILENAME, load_track
+from ..common.shot_layout import ShotLayout
+from ..common.track_file import load_track
 from .video import probe_video, read_frames
 
 MESH_COLOUR = (255, 200, 60)  # BGR
@@ -25,13 +26,15 @@ def mesh_edges() -> np.ndarray:
     return np.unique(np.sort(edges, axis=1), axis=0)
 
 
-def write_track_preview(shot: Path, out: Path, video: Path | None = None) -> Path:
-    """Draw ``shot``'s track over its video into ``out`` (.mp4), atomically."""
-    track = load_track(Path(shot) / TRACK_FILENAME)
+def write_track_preview(shot: Path, out: Path, role: str = "plate",
+                        video: Path | None = None) -> Path:
+    """Draw the track of ``role`` over its video into ``out`` (.mp4), atomically."""
+    footage = ShotLayout(shot).footage(role)
+    track = load_track(footage.track)
     video = Path(video or track.meta["video"])
     info = probe_video(video)
     if (info.width, info.height) != (track.meta["width"], track.meta["height"]):
-        raise FaceGraftError(f"{video}: not the video of {shot} (size differs)")
+        raise FaceGraftError(f"{video}: not the video of {footage.track} (size differs)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     edges = mesh_edges()

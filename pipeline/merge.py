@@ -1,17 +1,5 @@
-"""``facegraft merge``: the swapped faces back in plate space, colour matched, with a matte.
-
-Format ``facegraft.merge`` version 1: a folder ``<plate shot>/merge_<R>_<run>/`` with two
-PNG sequences numbered by *scene* frame (video frame + 1, as in the built scene), one
-file per frame of the track so Blender reads them as plain image sequences:
-
-- ``swap/swap_<frame:06d>.png``: RGBA 8-bit, the swapped face warped to the plate, colour
-  matched; alpha = the network's predicted alpha on the mesh (fully transparent where
-  there is no swap);
-- ``matte/matte_<frame:06d>.png``: 8-bit grey, the matte the compositor lays the face
-  with: the source-shaped mesh's coverage (mouth interior from the swap or the plate),
-  eroded, faded where the surface turns away from the camera, feathered;
-
-and ``meta.json`` (format, version, options, the plate's grain estimate, inputs_key).
+"""``facegraft merge``: the swapped faces back in plate space, colour matched, with a matte
+(the folder's format is in ``common/merge_file.py``).
 
 Everything per pixel happens at crop resolution and only the results are warped to the
 plate, which keeps the merge far above real time. Colour statistics are smoothed over
@@ -32,18 +20,24 @@ import cv2
 import numpy as np
 
 from ..common.crop import for_opencv
+from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
 from ..common.guides_file import REGION_LABELS, load_guides
-from ..common.merge_modes import COLOR_MODES, MOUTH_MODES
+from ..common.merge_file import (
+    COLOR_MODES,
+    MERGE_FORMAT,
+    MERGE_VERSION,
+    MOUTH_MODES,
+    frame_path,
+)
+from ..common.profiles import get_profile
 from ..common.progress import Progress
-from ..common.stage_folders import is_up_to_date, read_meta, written_folder
-from ..common.swap_file import load_swap, merge_dir
-from ..common.track_file import TRACK_FILENAME, load_track
-from .dataset import dataset_dir, load_dataset
+from ..common.shot_layout import ShotLayout
+from ..common.stage_folders import is_up_to_date, written_folder
+from ..common.swap_file import load_swap
+from ..common.track_file import load_track
 from .video import probe_video, read_frames
 
-MERGE_FORMAT = "facegraft.merge"
-MERGE_VERSION = 1
 # Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
             cv2.IMWRITE_PNG_STRATEGY_RLE]
@@ -66,11 +60,6 @@ class MergeOptions:
         if not (0 <= self.erode < 0.25 and 0 <= self.feather < 0.25):
             raise FaceGraftError("erode and feather are fractions of the crop width "
                                  "from 0 to 0.25")
-
-
-def sequence_name(kind: str, scene_frame: int) -> str:
-    """File name of one frame of the ``swap`` or ``matte`` sequence."""
-    return f"{kind}_{scene_frame:06d}.png"
 
 
 def crop_matte(region: np.ndarray, normals: np.ndarray, options: MergeOptions) -> np.ndarray:
@@ -175,89 +164,52 @@ def plate_grain(video: Path, start: int, rows: np.ndarray, crops: np.ndarray,
     return float(np.median(sigmas)) if sigmas else 0.0
 
 
-def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = None,
+def merge_shot(shot: Path, profile: str = "cpu", color: str = "meanstd", erode: float = 0.015,
+               feather: float = 0.03, mouth: str = "swap", progress_mode: str = "bar",
+               force: bool = False) -> Path:
+    """Merge the shot's swap of ``profile`` into its merge folder; returns the folder."""
+    layout = ShotLayout(shot)
+    name = get_profile(profile).name
+    return merge(layout, layout.swap(name), layout.merge(name),
+                 MergeOptions(color=color, erode=erode, feather=feather, mouth=mouth),
+                 progress_mode, force)
+
+
+def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOptions,
           progress_mode: str = "bar", force: bool = False) -> Path:
-    options = options or MergeOptions()
     options.check()
-    plate_shot, swap_folder = Path(plate_shot), Path(swap_folder)
-    track = load_track(plate_shot / TRACK_FILENAME)
+    track = load_track(layout.plate.track)
     swapped = load_swap(swap_folder)
     size = swapped["meta"]["resolution"]
-    guides = load_guides(plate_shot / swapped["meta"]["guides"])
-    data = load_dataset(dataset_dir(plate_shot, size))
+    guides = load_guides(layout.plate.path / swapped["meta"]["guides"])
+    data = load_dataset(layout.plate.dataset(size))
     n = track.frame_count
     if len(swapped["present"]) != n or guides.meta["frame_count"] != n:
-        raise FaceGraftError(f"{swap_folder}: made from another track of {plate_shot}; "
-                             f"run swap again")
-    video = Path(data["meta"]["video"])
-    info = probe_video(video)
-    folder = merge_dir(swap_folder)
+        raise FaceGraftError(f"{swap_folder}: made from another track of the plate; "
+                             f"run Swap again")
+    info = probe_video(Path(data["meta"]["video"]))
     key = hashlib.sha256(json.dumps([
-        swapped["meta"].get("inputs_key", swapped["meta"]["run"] + str(swapped["meta"]["step"])),
-        guides.meta.get("inputs_key"), asdict(options), MERGE_VERSION]).encode()).hexdigest()
+        swapped["meta"].get("inputs_key"), guides.meta.get("inputs_key"), asdict(options),
+        MERGE_VERSION]).encode()).hexdigest()
     if not force and is_up_to_date(folder, key):
         Progress("merge", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
-
     started = time.perf_counter()
     rows = np.flatnonzero(swapped["present"])
     if len(rows) == 0:
         raise FaceGraftError(f"{swap_folder}: no swapped frames to merge")
-    crops = np.asarray(guides.crops)
-    rgba = swapped["rgba"]
-    progress = Progress("merge", n, progress_mode)
-    # Pass 1: colour statistics on the skin, smoothed over time.
-    params: list[np.ndarray | None] = [None] * n
-    if options.color != "none":
-        for row in rows:
-            skin = (np.asarray(guides.region[row]) == REGION_LABELS["skin"]) & (
-                np.asarray(data["mask"][row]) > 0)
-            params[row] = color_statistics(rgba[row, ..., :3], data["rgb"][row], skin,
-                                           options.color)
-        params = smooth_over_time(params, options.color_smoothing_s * info.fps)
-    grain = plate_grain(video, int(track.meta["start"]), rows, crops, guides.region)
-
-    blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
-    blank_matte = np.zeros((info.height, info.width), np.uint8)
+    params = _colour_parameters(swapped, guides, data, rows, options, info.fps)
+    grain = plate_grain(info.path, int(track.meta["start"]), rows, np.asarray(guides.crops),
+                        guides.region)
     start_frame = int(track.meta["start"]) + 1
-    pending: deque = deque()
-    with written_folder(folder, progress) as partial, ThreadPoolExecutor(WRITERS) as writer:
-        (partial / "swap").mkdir()
-        (partial / "matte").mkdir()
-
-        def write(path: Path, image: np.ndarray) -> None:
-            pending.append(writer.submit(_write_png, path, image))
-            while len(pending) > 4 * WRITERS:
-                pending.popleft().result()  # bounded memory; raises a write's error here
-
-        present = swapped["present"]
-        for row in range(n):
-            scene_frame = start_frame + row
-            if present[row]:
-                face = np.array(rgba[row])
-                face[..., :3] = apply_color(face[..., :3], params[row], options.color)
-                region = np.asarray(guides.region[row])
-                face[..., 3] = np.where(region > 0, face[..., 3], 0)
-                matte = crop_matte(region, np.asarray(guides.normals[row]), options)
-                warp = for_opencv(crops[row])
-                plate_face = cv2.warpAffine(face, warp, (info.width, info.height),
-                                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-                plate_matte = cv2.warpAffine((matte * 255).round().astype(np.uint8), warp,
-                                             (info.width, info.height),
-                                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-            else:
-                plate_face, plate_matte = blank_rgba, blank_matte
-            write(partial / "swap" / sequence_name("swap", scene_frame),
-                  cv2.cvtColor(plate_face, cv2.COLOR_RGBA2BGRA))
-            write(partial / "matte" / sequence_name("matte", scene_frame), plate_matte)
-            progress.update(row + 1)
-        while pending:
-            pending.popleft().result()
+    progress = Progress("merge", n, progress_mode)
+    with written_folder(folder, progress) as partial:
+        _write_frames(partial, swapped, guides, params, options, info, start_frame, progress)
         seconds = time.perf_counter() - started
         (partial / "meta.json").write_text(json.dumps({
             "format": MERGE_FORMAT, "version": MERGE_VERSION, "frame_count": n,
             "first_scene_frame": start_frame, "width": info.width, "height": info.height,
-            "swap": swapped["meta"]["run"], "options": asdict(options),
+            "swap": swapped["meta"]["model"], "options": asdict(options),
             "plate_grain": grain, "inputs_key": key, "seconds": round(seconds, 3),
             "fps": round(n / seconds, 1),
         }, indent=1))
@@ -265,11 +217,61 @@ def merge(plate_shot: Path, swap_folder: Path, options: MergeOptions | None = No
     return folder
 
 
+def _colour_parameters(swapped: dict, guides, data: dict, rows: np.ndarray,
+                       options: MergeOptions, fps: float) -> list:
+    """Each frame's colour transfer parameters, measured on the skin, smoothed over time."""
+    params: list[np.ndarray | None] = [None] * len(swapped["present"])
+    if options.color == "none":
+        return params
+    for row in rows:
+        skin = (np.asarray(guides.region[row]) == REGION_LABELS["skin"]) & (
+            np.asarray(data["mask"][row]) > 0)
+        params[row] = color_statistics(swapped["rgba"][row, ..., :3], data["rgb"][row], skin,
+                                       options.color)
+    return smooth_over_time(params, options.color_smoothing_s * fps)
+
+
+def _plate_space(face: np.ndarray, matte: np.ndarray, crop: np.ndarray, info) -> tuple:
+    warp = for_opencv(crop)
+    size = (info.width, info.height)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return (cv2.warpAffine(face, warp, size, flags=flags),
+            cv2.warpAffine((matte * 255).round().astype(np.uint8), warp, size, flags=flags))
+
+
+def _write_frames(partial: Path, swapped: dict, guides, params: list, options: MergeOptions,
+                  info, start_frame: int, progress: Progress) -> None:
+    """Every frame of the swap and matte sequences, PNG encoding on WRITERS threads."""
+    blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
+    blank_matte = np.zeros((info.height, info.width), np.uint8)
+    crops = np.asarray(guides.crops)
+    pending: deque = deque()
+    for kind in ("swap", "matte"):
+        (partial / kind).mkdir()
+    with ThreadPoolExecutor(WRITERS) as writer:
+        def write(path: Path, image: np.ndarray) -> None:
+            pending.append(writer.submit(_write_png, path, image))
+            while len(pending) > 4 * WRITERS:
+                pending.popleft().result()  # bounded memory; raises a write's error here
+
+        for row, present in enumerate(swapped["present"]):
+            plate_face, plate_matte = blank_rgba, blank_matte
+            if present:
+                face = np.array(swapped["rgba"][row])
+                face[..., :3] = apply_color(face[..., :3], params[row], options.color)
+                region = np.asarray(guides.region[row])
+                face[..., 3] = np.where(region > 0, face[..., 3], 0)
+                matte = crop_matte(region, np.asarray(guides.normals[row]), options)
+                plate_face, plate_matte = _plate_space(face, matte, crops[row], info)
+            write(frame_path(partial, "swap", start_frame + row),
+                  cv2.cvtColor(plate_face, cv2.COLOR_RGBA2BGRA))
+            write(frame_path(partial, "matte", start_frame + row), plate_matte)
+            progress.update(row + 1)
+        while pending:
+            pending.popleft().result()
+
+
 def _write_png(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), image, PNG_FAST):
         raise FaceGraftError(f"{path}: could not write (disk full or not writable?)")
 
-
-def load_merge(folder: Path) -> dict:
-    folder = Path(folder)
-    return read_meta(folder, MERGE_FORMAT, MERGE_VERSION, "merge")

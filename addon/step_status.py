@@ -1,0 +1,96 @@
+"""What the panel shows for each step of the shot, from the shot folder and the scene.
+
+A step that is running or failed says so from the in-memory run state (``run_state.py``);
+otherwise the files decide: no output is "Not Run", an output older than what it was
+made from (or made from other footage) is "Stale", and the rest is "Done". The three
+steps that act on the open scene (Build Scene, Transfer Geometry, Composite) look at the
+scene. Nothing here raises: a damaged file shows as its step's problem, not as a panel
+that fails to draw.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+
+from ..common.shot_layout import SOURCE_IDENTITY_KEY
+from ..common.stage_table import Step
+from ..common.track_file import read_track_meta
+from . import run_state
+from .build import FACE_NAME, ROLE
+
+NOT_RUN, RUNNING, DONE, STALE, FAILED = "NOT_RUN", "RUNNING", "DONE", "STALE", "FAILED"
+LABELS = {NOT_RUN: "Not Run", RUNNING: "Running", DONE: "Done", STALE: "Stale",
+          FAILED: "Failed"}
+
+_meta_cache: dict[Path, tuple[int, dict | None]] = {}
+
+
+def cached_track_meta(path: Path) -> dict | None:
+    """A track's metadata, read once per version of the file; None when unreadable."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _meta_cache.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, read_track_meta(path))
+        _meta_cache[path] = cached
+    return cached[1]
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def files_status(step: Step) -> str:
+    """Done, Stale or Not Run from the step's outputs and what they were made from."""
+    made = [_mtime(path) for path in step.outputs]
+    if any(m is None for m in made):
+        return NOT_RUN
+    needed = [m for m in (_mtime(path) for path in step.needs) if m is not None]
+    if needed and max(needed) > min(made):
+        return STALE
+    if step.stage == "track":  # made from the footage set now?
+        meta = cached_track_meta(step.outputs[0])
+        footage = Path(step.argv[1])
+        if meta is None:
+            return NOT_RUN
+        if Path(meta.get("video", "")) != footage.resolve():
+            return STALE
+    return DONE
+
+
+def scene_status(scene: bpy.types.Scene, step: Step) -> str | None:
+    """The status of a step that acts on the open scene (None for the others)."""
+    face = scene.objects.get(FACE_NAME)
+    if step.name == "build plate":
+        if face is None:
+            return NOT_RUN
+        meta = cached_track_meta(step.needs[0])
+        built_from = scene.get("facegraft_track_sha256")
+        return DONE if meta and built_from == meta.get("video_sha256") else STALE
+    if step.name == "transfer":
+        keys = face.data.shape_keys if face else None
+        return DONE if keys and SOURCE_IDENTITY_KEY in keys.key_blocks else NOT_RUN
+    if step.name == "composite":
+        tree = getattr(scene, "compositing_node_group", None) or getattr(scene, "node_tree",
+                                                                          None)
+        return DONE if tree is not None and tree.get(ROLE) == "composite" else NOT_RUN
+    return None
+
+
+def step_status(scene: bpy.types.Scene, folder: Path, step: Step) -> str:
+    run = run_state.get(folder, step.name)
+    if run is not None:
+        return run.status
+    try:
+        status = scene_status(scene, step)
+        return status if status is not None else files_status(step)
+    except Exception:  # noqa: BLE001  (a panel must draw whatever is on disk)
+        return FAILED

@@ -1,0 +1,44 @@
+"""The merge folder: the swapped faces in plate space and their matte. The one module
+that reads it (the merge stage writes it; the compositor, delivery and the panel read it).
+
+Format ``facegraft.merge`` version 1: ``SHOT/merge_<profile>/`` with two PNG sequences
+numbered by *scene* frame (footage frame + 1, as in the built scene), one file per frame
+of the track so Blender reads them as plain image sequences:
+
+- ``swap/swap_<frame:06d>.png``: RGBA 8-bit, the swapped face warped to the plate, colour
+  matched; alpha = the network's predicted alpha on the mesh (fully transparent where
+  there is no swap);
+- ``matte/matte_<frame:06d>.png``: 8-bit grey, the matte the compositor lays the face
+  with: the source-shaped mesh's coverage (mouth interior from the swap or the plate),
+  eroded, faded where the surface turns away from the camera, feathered;
+
+and ``meta.json``: format, version, frame_count, first_scene_frame, width, height, swap
+(the model folder), options, plate_grain (the plate's noise level, 0..1), inputs_key,
+seconds, fps. Importable without OpenCV (the command line's choices come from here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .stage_folders import read_meta
+
+MERGE_FORMAT = "facegraft.merge"
+MERGE_VERSION = 1
+COLOR_MODES = ("none", "mean", "meanstd", "hist")  # colour matching in Lab
+MOUTH_MODES = ("swap", "plate")  # where the mouth interior comes from
+SEQUENCES = ("swap", "matte")
+
+
+def sequence_name(kind: str, scene_frame: int) -> str:
+    """File name of one frame of the ``swap`` or ``matte`` sequence."""
+    return f"{kind}_{scene_frame:06d}.png"
+
+
+def frame_path(folder: Path, kind: str, scene_frame: int) -> Path:
+    return Path(folder) / kind / sequence_name(kind, scene_frame)
+
+
+def load_merge_meta(folder: Path) -> dict:
+    """A merge folder's meta, refused unless it is this format and version."""
+    return read_meta(Path(folder), MERGE_FORMAT, MERGE_VERSION, "merge")

@@ -1,0 +1,121 @@
+"""``facegraft guides``: render a footage's guide passes with Blender, one process per core.
+
+This half needs no bpy: it prepares the output arrays, starts ``facegraft guides-chunk``
+processes (Blender, each opening the footage's scene.blend and rendering a frame range
+into the shared arrays; ``addon/guides.py``), relays their progress and renames the
+finished folders into place. For the plate it renders, in the same pass, the
+source-shaped variant (the "Source Identity" shape key on) when the scene has that key.
+Cancelling stops the processes and removes the partial folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..common.child_process import ChildProcess
+from ..common.crop import DEFAULT_CROP_WIDTH_CM
+from ..common.errors import FaceGraftError
+from ..common.guides_file import check_resolution, create_partial, finish
+from ..common.progress import Progress
+from ..common.samples import sha256_of
+from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
+from ..common.stage_folders import is_up_to_date
+from ..common.track_file import load_track
+
+MIN_FRAMES_PER_WORKER = 200
+
+
+def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int | None = None,
+                progress_mode: str = "bar", force: bool = False) -> Path:
+    """Render the guides of ``role`` at ``size``; returns the own-shape guides folder."""
+    footage = ShotLayout(shot).footage(role)
+    check_resolution(size)
+    track = load_track(footage.track)
+    if not track.present.any():
+        raise FaceGraftError(f"{footage.track}: no frame with a face")
+    if not footage.scene.is_file():
+        raise FaceGraftError(f"{footage.scene}: no such .blend (run Build Scene first)")
+    inputs = {"blend_sha256": sha256_of(footage.scene), "track_sha256": sha256_of(footage.track),
+              "size": size, "crop_width_cm": DEFAULT_CROP_WIDTH_CM}
+    variants = [None] + ([SOURCE_IDENTITY_KEY] if role == "plate" else [])
+    keys = {v: hashlib.sha256(json.dumps({**inputs, "shape_key": v}, sort_keys=True).encode()
+                              ).hexdigest() for v in variants}
+    folder = footage.guides(size)
+    if not force and is_up_to_date(folder, keys[None]) and all(
+            is_up_to_date(footage.guides(size, v), keys[v]) for v in variants[1:]):
+        Progress("guides", 1, progress_mode).finish(output=str(folder), skipped=True)
+        return folder
+    n = track.frame_count
+    partials = {v: create_partial(footage.guides(size, v), n, size) for v in variants}
+    progress = Progress("guides", n, progress_mode)
+    try:
+        shaped = _render_in_processes(footage.scene, footage.track, partials, size, n,
+                                      workers, progress)
+        for variant, partial in partials.items():
+            if variant is not None and not shaped:
+                shutil.rmtree(partial)  # no transfer yet: only the footage's own shape
+                continue
+            finish(partial, footage.guides(size, variant), {
+                "resolution": size, "frame_count": n, "start": int(track.meta["start"]),
+                "crop_width_cm": DEFAULT_CROP_WIDTH_CM, "variant": variant or "plate",
+                "inputs": {**inputs, "shape_key": variant}, "inputs_key": keys[variant]})
+    except BaseException as exc:
+        for partial in partials.values():
+            shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, FaceGraftError):
+            progress.error(str(exc))
+        raise
+    progress.finish(output=str(folder), frames=n)
+    return folder
+
+
+def _render_in_processes(blend: Path, track: Path, partials: dict, size: int, n: int,
+                         workers: int | None, progress: Progress) -> bool:
+    """Run the Blender processes over contiguous row ranges; True when they also rendered
+    the source-shaped variant (the scene has the shape key)."""
+    workers = max(1, min(workers or min(2, os.cpu_count() or 1), n // MIN_FRAMES_PER_WORKER))
+    bounds = np.linspace(0, n, workers + 1).round().astype(int)
+    children = []
+    try:
+        for i in range(workers):
+            argv = [sys.executable, "-m", "facegraft", "guides-chunk", "--blend", str(blend),
+                    "--track", str(track), "--partial", str(partials[None]),
+                    "--rows", f"{bounds[i]}:{bounds[i + 1]}", "--size", str(size),
+                    "--progress", "json"]
+            if SOURCE_IDENTITY_KEY in partials:
+                argv += ["--shaped-partial", str(partials[SOURCE_IDENTITY_KEY])]
+            children.append(ChildProcess(argv).start())
+        return _wait_for_chunks(children, blend, progress)
+    finally:
+        for child in children:
+            child.cancel()
+
+
+def _wait_for_chunks(children: list[ChildProcess], blend: Path, progress: Progress) -> bool:
+    done = [0] * len(children)
+    shaped = []
+    running = set(range(len(children)))
+    while running:
+        for i in list(running):
+            for event in children[i].poll():
+                if event.kind == "progress":
+                    done[i] = int(event.data.get("done", 0))
+                    progress.update(sum(done))
+                elif event.kind == "done":
+                    shaped.append(bool(event.data.get("source_shaped")))
+                elif event.kind == "exit":
+                    running.discard(i)
+                    if event.returncode != 0:
+                        raise FaceGraftError(f"{blend}: rendering guides failed: "
+                                             f"{event.message}")
+        if running:
+            time.sleep(0.05)
+    return bool(shaped) and all(shaped)
