@@ -288,8 +288,9 @@ def build_parser(prog: str = "facegraft") -> argparse.ArgumentParser:
         for option in stage.options:
             target = sub
             if option.exclusive:
-                target = groups.setdefault(option.exclusive,
-                                           sub.add_mutually_exclusive_group())
+                if option.exclusive not in groups:
+                    groups[option.exclusive] = sub.add_mutually_exclusive_group()
+                target = groups[option.exclusive]
             _add_option(target, option)
         if stage.progress:
             sub.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
