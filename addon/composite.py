@@ -194,27 +194,7 @@ def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.
     blend.inputs["Size"].default_value = (0.0, 0.0)  # extra feather in pixels
     links.new(erode.outputs["Mask"], blend.inputs["Image"])
 
-    # Grain: the swap is smoother than the footage; add the plate's measured noise.
-    coords = node("CompositorNodeImageCoordinates", "Pixel", -900, -150)
-    links.new(plate.outputs["Image"], coords.inputs["Image"])
-    time = node("CompositorNodeSceneTime", "Frame", -900, -250)
-    noise = node("ShaderNodeTexWhiteNoise", "Grain Noise", -700, -150)
-    noise.noise_dimensions = "4D"
-    links.new(coords.outputs["Pixel"], noise.inputs["Vector"])
-    links.new(time.outputs["Frame"], noise.inputs["W"])
-    centred = node("ShaderNodeVectorMath", "Grain Centre", -500, -150)
-    centred.operation = "SUBTRACT"
-    centred.inputs[1].default_value = (0.5, 0.5, 0.5)
-    links.new(noise.outputs["Color"], centred.inputs[0])
-    grain = node("ShaderNodeVectorMath", "Grain", -300, -150)
-    grain.operation = "SCALE"
-    # Uniform noise in [-0.5, 0.5] has deviation 1/sqrt(12): scale to the plate's.
-    grain.inputs["Scale"].default_value = float(meta.get("plate_grain", 0.0)) * 12 ** 0.5
-    links.new(centred.outputs["Vector"], grain.inputs[0])
-    grained = node("ShaderNodeVectorMath", "Add Grain", -300, 0)
-    grained.operation = "ADD"
-    links.new(render.outputs["Image"], grained.inputs[0])
-    links.new(grain.outputs["Vector"], grained.inputs[1])
+    grained = _grain(node, links, plate, render, float(meta.get("plate_grain", 0.0)))
     grade = node("CompositorNodeColorBalance", "Face Grade", -100, 0)
     grade.inputs["Factor"].default_value = 1.0
     links.new(grained.outputs["Vector"], grade.inputs["Image"])
@@ -230,17 +210,48 @@ def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.
     output.location = (550, 200)
     links.new(over.outputs["Image"], output.inputs[0])
 
-    exr = node("CompositorNodeOutputFile", "EXR Layers", 550, -200)
+    sources = {"plate": plate.outputs["Image"], "swap": swap_node.outputs["Image"],
+               "matte": blend.outputs["Image"], "final": over.outputs["Image"],
+               "normal": render.outputs["Normal"], "depth": render.outputs["Depth"],
+               "uv": render.outputs["UV"]}
+    _exr_output(node("CompositorNodeOutputFile", "EXR Layers", 550, -200), links, sources,
+                exr_folder)
+
+
+def _grain(node, links, plate, render, level: float):
+    """The render plus white noise per pixel and frame at the plate's measured noise level
+    (the swap is smoother than the footage); returns the node that adds it."""
+    coords = node("CompositorNodeImageCoordinates", "Pixel", -900, -150)
+    links.new(plate.outputs["Image"], coords.inputs["Image"])
+    time = node("CompositorNodeSceneTime", "Frame", -900, -250)
+    noise = node("ShaderNodeTexWhiteNoise", "Grain Noise", -700, -150)
+    noise.noise_dimensions = "4D"
+    links.new(coords.outputs["Pixel"], noise.inputs["Vector"])
+    links.new(time.outputs["Frame"], noise.inputs["W"])
+    centred = node("ShaderNodeVectorMath", "Grain Centre", -500, -150)
+    centred.operation = "SUBTRACT"
+    centred.inputs[1].default_value = (0.5, 0.5, 0.5)
+    links.new(noise.outputs["Color"], centred.inputs[0])
+    grain = node("ShaderNodeVectorMath", "Grain", -300, -150)
+    grain.operation = "SCALE"
+    # Uniform noise in [-0.5, 0.5] has deviation 1/sqrt(12): scale to the plate's.
+    grain.inputs["Scale"].default_value = level * 12 ** 0.5
+    links.new(centred.outputs["Vector"], grain.inputs[0])
+    grained = node("ShaderNodeVectorMath", "Add Grain", -300, 0)
+    grained.operation = "ADD"
+    links.new(render.outputs["Image"], grained.inputs[0])
+    links.new(grain.outputs["Vector"], grained.inputs[1])
+    return grained
+
+
+def _exr_output(exr, links, sources: dict, exr_folder: Path) -> None:
+    """The multilayer EXR beside the final frames: one layer per name of EXR_LAYERS."""
     exr.format.media_type = "MULTI_LAYER_IMAGE"
     exr.format.file_format = "OPEN_EXR_MULTILAYER"
     exr.format.color_depth = "16"
     exr.format.exr_codec = "ZIP"
     exr.directory = str(exr_folder) + "/"
     exr.file_name = "facegraft_######"
-    sources = {"plate": plate.outputs["Image"], "swap": swap_node.outputs["Image"],
-               "matte": blend.outputs["Image"], "final": over.outputs["Image"],
-               "normal": render.outputs["Normal"], "depth": render.outputs["Depth"],
-               "uv": render.outputs["UV"]}
     kinds = {"matte": "FLOAT", "depth": "FLOAT", "normal": "VECTOR", "uv": "VECTOR"}
     for name in EXR_LAYERS:
         exr.file_output_items.new(kinds.get(name, "RGBA"), name)

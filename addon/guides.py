@@ -17,8 +17,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..common.canonical_mesh import NUM_MESH_VERTICES
 from ..common.crop import DEFAULT_CROP_WIDTH_CM, crop_transforms
 from ..common.errors import FaceGraftError
+from ..common.face_regions import LEFT_EYE, RIGHT_EYE
 from ..common.guide_render import GuideRenderer
 from ..common.guides_file import open_partial_arrays
 from ..common.progress import Progress
@@ -27,6 +29,10 @@ from ..common.track_file import load_track
 from .build import CAMERA_NAME, FACE_NAME
 
 M_TO_CM = 100.0
+# The two iris groups of MediaPipe's landmarks (centre, then four on the rim) and the eye
+# rim each sits in: a source-shaped eye moves its iris with it.
+IRIS_RIMS = ((slice(NUM_MESH_VERTICES, NUM_MESH_VERTICES + 5), RIGHT_EYE),
+             (slice(NUM_MESH_VERTICES + 5, NUM_MESH_VERTICES + 10), LEFT_EYE))
 
 
 def set_shape_key(face: bpy.types.Object, name: str | None) -> None:
@@ -59,6 +65,19 @@ def _camera_points(face, camera, depsgraph, local: np.ndarray) -> tuple[np.ndarr
     return points @ to_camera[:3, :3].T + to_camera[:3, 3], to_camera
 
 
+def _iris_points(track, row: int, to_camera: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The ten tracked iris landmarks in camera space (cm), each eye's moved with its rim
+    from the footage's own face to the rendered one (the source's, when shape-keyed)."""
+    metric = track.metric_landmarks[row].astype(np.float64)
+    own = metric @ to_camera[:3, :3].T + to_camera[:3, 3]
+    iris = own[NUM_MESH_VERTICES:NUM_MESH_VERTICES + 10].copy()
+    for group, rim in IRIS_RIMS:
+        rim = list(rim)
+        iris[group.start - NUM_MESH_VERTICES:group.stop - NUM_MESH_VERTICES] += (
+            points[rim].mean(axis=0) - own[rim].mean(axis=0))
+    return iris
+
+
 def render_rows(track_path: Path, outputs: dict[str | None, Path], rows: range, size: int,
                 report=None) -> None:
     """Render guides for track rows ``rows`` of the open .blend into partial folders, one
@@ -88,7 +107,9 @@ def render_rows(track_path: Path, outputs: dict[str | None, Path], rows: range, 
                 if crop is None:  # the footage's own head pose decides the crop
                     crop = crop_transforms(to_camera[None], track.intrinsics, size,
                                            DEFAULT_CROP_WIDTH_CM)[0]
-                for name, value in renderer.render(points, crop, track.intrinsics).items():
+                iris = _iris_points(track, row, to_camera, points)
+                for name, value in renderer.render(points, crop, track.intrinsics,
+                                                   iris).items():
                     target[name][row] = value
                 target["crops"][row] = crop
                 target["present"][row] = True

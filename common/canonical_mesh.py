@@ -36,7 +36,8 @@ NUM_TRIANGLES = 898
 @dataclass(frozen=True)
 class CanonicalMesh:
     vertices: np.ndarray  # (468, 3) float32, centimetres, canonical head space
-    uvs: np.ndarray  # (468, 2) float32, texture coordinates (v up, Blender's convention)
+    uvs: np.ndarray  # (468, 2) float32, texture coordinates (v up, Blender's convention:
+    # the forehead near v = 1, the chin near v = 0)
     triangles: np.ndarray  # (898, 3) int32 vertex indices
     procrustes_weights: np.ndarray  # (468,) float32, 0 for landmarks the pose ignores
 
@@ -130,7 +131,8 @@ def parse_geometry_metadata(data: bytes) -> CanonicalMesh:
         )
     return CanonicalMesh(
         vertices=np.ascontiguousarray(buffer[:, :3]),
-        uvs=np.ascontiguousarray(buffer[:, 3:5]),
+        # The bundle counts v downwards (image rows); Blender's UVs count it upwards.
+        uvs=np.ascontiguousarray(np.stack([buffer[:, 3], 1 - buffer[:, 4]], axis=1)),
         triangles=triangles,
         procrustes_weights=weights,
     )

@@ -38,17 +38,13 @@ class GuideRenderer:
         self.uvs = mesh.uvs.astype(np.float32)
 
     def vertex_normals(self, points: np.ndarray) -> np.ndarray:
-        a, b, c = (points[self.triangles[:, i]] for i in range(3))
-        face_normals = np.cross(b - a, c - a)  # length = twice the area: area weighting
-        normals = np.zeros_like(points)
-        for i in range(3):
-            np.add.at(normals, self.triangles[:, i], face_normals)
-        return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        return vertex_normals(points, self.triangles)
 
-    def render(self, camera_points: np.ndarray, crop: np.ndarray,
-               intr: Intrinsics) -> dict[str, np.ndarray]:
+    def render(self, camera_points: np.ndarray, crop: np.ndarray, intr: Intrinsics,
+               iris: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Guides of one frame from the mesh's camera-space vertices (468, 3) in cm and
-        the frame's plate -> crop transform, encoded as stored (see guides_file)."""
+        the frame's plate -> crop transform, encoded as stored (see guides_file). ``iris``:
+        the ten iris landmarks (camera space, cm) that draw the gaze guide."""
         points = camera_points[:NUM_MESH_VERTICES].astype(np.float64)
         pixels = apply(crop, project(points, intr)[None])[0]
         raster = rasterize(pixels, -points[:, 2], self.triangles, self.size)
@@ -69,7 +65,35 @@ class GuideRenderer:
         out["uv"][covered] = np.round(np.clip(mixed[:, 3:5], 0, 1) * 65535).astype(np.uint16)
         out["depth"][covered] = raster.depth[covered]
         out["region"][covered] = self.triangle_region[raster.triangle[covered]]
+        out["iris"] = np.zeros((size, size), np.uint8)
+        if iris is not None:
+            eyes = out["region"] == REGION_LABELS["eyes"]
+            discs = iris_discs(apply(crop, project(iris.astype(np.float64), intr)[None])[0],
+                               size)
+            out["iris"][eyes] = np.round(discs[eyes] * 255).astype(np.uint8)
         return out
+
+
+def iris_discs(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Both irises as anti-aliased discs (R, R) in 0..1 from the ten iris landmarks in
+    crop pixels: a centre then four points on the rim, per eye."""
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    out = np.zeros((size, size), np.float32)
+    for eye in (pixels[0:5], pixels[5:10]):
+        radius = np.linalg.norm(eye[1:] - eye[0], axis=1).mean()
+        distance = np.hypot(x - eye[0, 0], y - eye[0, 1])
+        out = np.maximum(out, np.clip(radius - distance + 0.5, 0, 1))
+    return out
+
+
+def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals of a mesh (V, 3)."""
+    a, b, c = (points[triangles[:, i]] for i in range(3))
+    face_normals = np.cross(b - a, c - a)  # length = twice the area: area weighting
+    normals = np.zeros_like(points)
+    for i in range(3):
+        np.add.at(normals, triangles[:, i], face_normals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
 def decode_normals(encoded: np.ndarray) -> np.ndarray:

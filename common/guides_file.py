@@ -1,8 +1,9 @@
 """Guide passes of a shot: one folder per resolution and face shape, the one module that
 reads and writes it.
 
-Format ``facegraft.guides`` version 1: a folder ``SHOT/<role>/guides_<R>[_<variant>]/`` of
-NumPy ``.npy`` files, each memory-mappable, N = frames of the track, R = resolution:
+Format ``facegraft.guides`` version 2 (1 had no iris): a folder
+``SHOT/<role>/guides_<R>[_<variant>]/`` of NumPy ``.npy`` files, each memory-mappable,
+N = frames of the track, R = resolution:
 
 - ``normals.npy`` (N, R, R, 3) uint8: camera-space unit normals (x right, y up, z towards
   the camera), stored as round((n + 1) * 127.5).
@@ -10,6 +11,8 @@ NumPy ``.npy`` files, each memory-mappable, N = frames of the track, R = resolut
 - ``depth.npy`` (N, R, R) float16: view depth in centimetres, 0 where there is no face.
 - ``region.npy`` (N, R, R) uint8: 0 background, then ``REGION_LABELS`` (1 skin, 2 brows,
   3 eyes, 4 lips, 5 mouth interior). The face's alpha is ``region > 0``.
+- ``iris.npy`` (N, R, R) uint8: the irises (255 inside) where the eye is open (the eye
+  region of the mesh, which closes with the lids): where the footage looks.
 - ``crops.npy`` (N, 2, 3) float64: plate -> crop similarity transform of each frame (see
   ``common/crop.py``); NaN where the face is absent.
 - ``present.npy`` (N,) bool.
@@ -31,13 +34,14 @@ from .errors import FaceGraftError
 from .stage_folders import partial_folder, read_meta, replace_folder
 
 GUIDES_FORMAT = "facegraft.guides"
-GUIDES_VERSION = 1
+GUIDES_VERSION = 2
 REGION_LABELS = {"skin": 1, "brows": 2, "eyes": 3, "lips": 4, "mouth_interior": 5}
 ARRAYS = {
     "normals": ((3,), np.uint8),
     "uv": ((2,), np.uint16),
     "depth": ((), np.float16),
     "region": ((), np.uint8),
+    "iris": ((), np.uint8),
 }
 
 
@@ -53,6 +57,7 @@ class Guides:
     uv: np.ndarray
     depth: np.ndarray
     region: np.ndarray
+    iris: np.ndarray
     crops: np.ndarray
     present: np.ndarray
     meta: dict

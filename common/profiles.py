@@ -28,6 +28,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("hq", "HQ", 512, 60.0, "512 px: for a large CUDA GPU, an hour and more"),
 )}
 PROFILE_NAMES = tuple(PROFILES)
+# The sets of CG guides a model can be conditioned on (ml/model.py's GUIDE_SETS).
+GUIDE_NAMES = ("mesh", "texture", "eyes")
 
 
 def get_profile(name: str) -> Profile:

@@ -196,3 +196,9 @@ def fetch_samples(include_optional: bool = False, log=print) -> dict[str, Path]:
             log(f"samples: {target}")
             done[sample.name] = target
     return done
+
+
+def fetch_samples_command(include_optional: bool = False) -> Path:
+    """``facegraft samples``: fetch what is missing; returns the samples folder."""
+    fetch_samples(include_optional)
+    return samples_dir()

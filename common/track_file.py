@@ -124,6 +124,14 @@ def load_track(path: Path) -> Track:
     return Track(meta=meta, **arrays)
 
 
+def load_track_with_faces(path: Path) -> Track:
+    """``load_track``, refusing a track in which no frame has a face."""
+    track = load_track(path)
+    if not track.present.any():
+        raise FaceGraftError(f"{path}: no frame with a face")
+    return track
+
+
 def read_track_meta(path: Path) -> dict | None:
     """The metadata of an existing track, or None when there is no readable one."""
     try:

@@ -21,7 +21,7 @@ from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, written_folder
-from ..common.track_file import load_track
+from ..common.track_file import load_track_with_faces
 from ..pipeline.video import probe_video, read_frames
 
 
@@ -29,9 +29,7 @@ def make_dataset(shot: Path, role: str = "plate", size: int = 256, video: Path |
                  progress_mode: str = "bar", force: bool = False) -> Path:
     footage = ShotLayout(shot).footage(role)
     check_resolution(size)
-    track = load_track(footage.track)
-    if not track.present.any():
-        raise FaceGraftError(f"{footage.track}: no frame with a face")
+    track = load_track_with_faces(footage.track)
     guides = load_guides(footage.guides(size))
     if guides.meta["frame_count"] != track.frame_count:
         raise FaceGraftError(f"{guides.folder}: made from another track; run guides again")

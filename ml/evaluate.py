@@ -1,18 +1,25 @@
-"""``facegraft eval``: numbers for swapped faces.
+"""``facegraft eval``: the figures a judge would look at, per frame and for the shot, in
+``SHOT/eval.json``.
 
-Per swap (one per run, so the guidance-off ablation sits in the same report):
+Measured on the *merged* frames (the plate with the merged swap laid over it by its
+matte: the final frame without the compositor's grain), in the aligned crop at
+``EVAL_SIZE`` px, unless said otherwise:
 
-- ``ssim``, ``psnr``: against the target's own frames inside the face mask. Meaningful for
-  self-reenactment (source and target are the same person, held-out frames).
-- ``landmark_nme``: MediaPipe's landmarks of the output (the swapped face over the
-  target's crop) against the target's tracked landmarks, mean distance over the 468 mesh
-  landmarks divided by the inter-ocular distance: does the output keep the plate's
-  expression and pose?
-- ``jitter_ratio``: frame-to-frame jitter of the output's landmarks (in plate pixels)
-  over the jitter of the plate's own raw landmarks: 1 means the swap shakes as much as
-  the footage.
-- ``identity_distance_to_source`` / ``_to_target``: dlib's face-recognition distance (an
-  optional extra: null with a reason when dlib or its models are not installed).
+- ``identity``: dlib's face-recognition distance of each frame to the source person (the
+  mean embedding of frames of the source footage) and to the plate performer (of the
+  plate's own frames); ``recognised`` = distance to the source below 0.6 (dlib's "same
+  person"), ``closer_to_source`` = nearer the source than the plate performer. dlib is an
+  optional extra: null with a reason when it or its models are missing.
+- ``landmark_nme``: MediaPipe's landmarks of the merged frame against the plate's tracked
+  landmarks, mean distance over the 468 mesh landmarks / inter-ocular distance: does the
+  output keep the plate's expression and pose?
+- ``jitter_ratio``: frame-to-frame jitter of those landmarks (in plate pixels) over the
+  jitter of the plate's own raw landmarks: 1 = the swap shakes as much as the footage.
+- ``sharpness_ratio``: high-frequency energy (mean squared Laplacian) of the merged face
+  over the plate's, at plate resolution, where the matte is full: 1 = as sharp.
+- ``ssim``, ``psnr`` (``--self-reenactment``, the source is the plate's person on other
+  frames): the merged face against the real frame inside the face mask; ``ssim_model``
+  the same for the model's own output at its resolution.
 """
 
 from __future__ import annotations
@@ -27,91 +34,206 @@ import numpy as np
 import torch
 
 from ..common.atomic import write_bytes_atomic
-from ..common.crop import apply, invert
+from ..common.crop import apply, for_opencv, invert
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
+from ..common.merge_file import frame_path, load_merge_meta
 from ..common.profiles import get_profile
-from ..common.shot_layout import FootageFolder, ShotLayout
+from ..common.shot_layout import ShotLayout
 from ..common.swap_file import load_swap
 from ..common.track_file import load_track
+from ..pipeline.video import probe_video, read_frames
 from .losses import ssim_map
 from .track_quality import jitter_px
 
-LANDMARK_SIZE = 256  # outputs are scaled to this before MediaPipe looks at them
+EVAL_SIZE = 256  # crop size the figures are taken at
+SAME_PERSON = 0.6  # dlib's threshold
+MAX_IDENTITY_FRAMES = 240  # identity is measured on at most this many frames (evenly spread)
 
 
-def _composite(swap_rgba: np.ndarray, plate_rgb: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """The swapped face over the plate's crop on the face's geometric mask, so that the
-    metrics judge the generated face, not plate pixels showing through a soft alpha."""
-    return np.where(face[..., None], swap_rgba[..., :3], plate_rgb)
+def evaluate_shot(shot: Path, profile: str = "cpu", self_reenactment: bool = False) -> Path:
+    """``facegraft eval``: the figures of the shot's swap of ``profile`` in eval.json."""
+    layout = ShotLayout(shot)
+    name = get_profile(profile).name
+    started = time.perf_counter()
+    frames = merged_frames(layout, name)
+    metrics = {"frames": len(frames["rows"])}
+    metrics.update(expression_metrics(layout, frames))
+    metrics.update(identity_metrics(layout, frames))
+    metrics["sharpness_ratio"] = float(np.nanmean(frames["sharpness"]))
+    if self_reenactment:
+        metrics.update(similarity_metrics(layout, name, frames))
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    report = {"shot": str(layout.root), "profile": name, "self_reenactment": self_reenactment,
+              "metrics": metrics, "per_frame": frames["per_frame"]}
+    write_bytes_atomic(layout.eval_report, json.dumps(report, indent=1).encode())
+    return layout.eval_report
+
+
+def merged_frames(layout: ShotLayout, profile: str) -> dict:
+    """Every merged frame of the shot as aligned crops (merged, plate) at EVAL_SIZE, with
+    their rows, crop transforms, face masks and sharpness ratios."""
+    track = load_track(layout.plate.track)
+    merge_folder = layout.merge(profile)
+    meta = load_merge_meta(merge_folder)
+    size = load_swap(layout.swap(profile))["meta"]["resolution"]
+    data = load_dataset(layout.plate.dataset(size))
+    info = probe_video(Path(track.meta["video"]))
+    start = int(track.meta["start"])
+    scale = np.array([[EVAL_SIZE / size], [EVAL_SIZE / size]])
+    out = {"rows": [], "crops": [], "merged": [], "plate": [], "mask": [], "sharpness": []}
+    for index, plate in read_frames(info, start, start + track.frame_count):
+        row = index - start
+        if not data["present"][row]:
+            continue
+        swap = cv2.imread(str(frame_path(merge_folder, "swap", meta["first_scene_frame"] + row)),
+                          cv2.IMREAD_UNCHANGED)
+        matte = cv2.imread(str(frame_path(merge_folder, "matte", meta["first_scene_frame"]
+                                          + row)), cv2.IMREAD_GRAYSCALE)
+        if swap is None or matte is None:
+            raise FaceGraftError(f"{merge_folder}: frame {row} of the merge is missing (run "
+                                 f"Merge again)")
+        alpha = matte[..., None].astype(np.float32) / 255
+        merged = (plate * (1 - alpha) + swap[..., 2::-1] * alpha).round().astype(np.uint8)
+        crop = np.asarray(data["crops"][row]) * scale
+        warp = for_opencv(crop)
+        out["rows"].append(row)
+        out["crops"].append(crop)
+        out["merged"].append(cv2.warpAffine(merged, warp, (EVAL_SIZE, EVAL_SIZE),
+                                            flags=cv2.INTER_AREA))
+        out["plate"].append(cv2.warpAffine(plate, warp, (EVAL_SIZE, EVAL_SIZE),
+                                           flags=cv2.INTER_AREA))
+        mask = cv2.resize(np.asarray(data["mask"][row]), (EVAL_SIZE, EVAL_SIZE),
+                          interpolation=cv2.INTER_NEAREST) > 0
+        out["mask"].append(mask)
+        out["sharpness"].append(sharpness_ratio(merged, plate, matte))
+    if not out["rows"]:
+        raise FaceGraftError(f"{merge_folder}: no merged frame with a face")
+    rows = np.asarray(out["rows"])
+    out.update(rows=rows, crops=np.asarray(out["crops"]), merged=np.asarray(out["merged"]),
+               plate=np.asarray(out["plate"]), mask=np.asarray(out["mask"]), track=track,
+               per_frame={"row": rows.tolist(), "sharpness_ratio": _listed(out["sharpness"])})
+    return out
+
+
+def sharpness_ratio(merged: np.ndarray, plate: np.ndarray, matte: np.ndarray) -> float:
+    """Mean squared Laplacian of the merged face over the plate's, where the matte is full."""
+    full = cv2.erode((matte > 250).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if full.sum() < 100:
+        return float("nan")
+    energy = []
+    for image in (merged, plate):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        energy.append(float((cv2.Laplacian(grey, cv2.CV_32F)[full] ** 2).mean()))
+    return energy[0] / max(energy[1], 1e-6)
+
+
+def _listed(values) -> list:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+            for v in values]
 
 
 def _detect_landmarks(images: np.ndarray) -> np.ndarray:
-    """MediaPipe (VIDEO mode, in order) on (N, R, R, 3) crops: (N, 478, 2) crop pixels,
+    """MediaPipe (VIDEO mode, in order) on (N, S, S, 3) crops: (N, 478, 2) crop pixels,
     NaN where no face is found."""
     from ..common.quiet_stderr import quiet_native_stderr
     from .landmarker import create_landmarker, detect
 
-    size = images.shape[1]
     out = np.full((len(images), 478, 2), np.nan)
     with quiet_native_stderr():
         landmarker = create_landmarker(1)
     for i, image in enumerate(images):
-        big = cv2.resize(image, (LANDMARK_SIZE, LANDMARK_SIZE), interpolation=cv2.INTER_CUBIC)
-        faces = detect(landmarker, big, i * 40)
+        faces = detect(landmarker, np.ascontiguousarray(image), i * 40)
         if faces:
-            out[i] = faces[0].landmarks[:, :2] * size / LANDMARK_SIZE
+            out[i] = faces[0].landmarks[:, :2]
     landmarker.close()
     return out
 
 
-def swap_metrics(plate: FootageFolder, swap_folder: Path, self_reenactment: bool,
-                 source: FootageFolder | None = None) -> dict:
-    swapped = load_swap(swap_folder)
-    size = swapped["meta"]["resolution"]
-    data = load_dataset(plate.dataset(size))
-    track = load_track(plate.track)
-    rows = np.flatnonzero(swapped["present"])
-    if len(rows) == 0:
-        raise FaceGraftError(f"{swap_folder}: no swapped frames")
-    started = time.perf_counter()
-    rgba = np.asarray(swapped["rgba"][rows])
-    plate = np.asarray(data["rgb"][rows])
-    mask = np.asarray(data["mask"][rows]) > 0
-    out = {"frames": int(len(rows)), "model": swapped["meta"]["model"],
-           "use_guides": swapped["meta"]["use_guides"], "guides": swapped["meta"]["guides"]}
-    if self_reenactment:
-        a = torch.from_numpy(rgba[..., :3]).permute(0, 3, 1, 2).float() / 255
-        b = torch.from_numpy(plate).permute(0, 3, 1, 2).float() / 255
-        m = torch.from_numpy(mask).unsqueeze(1).float()
-        ssim = (ssim_map(a, b) * m).sum() / m.sum()
-        mse = (((a - b) ** 2).mean(dim=1, keepdim=True) * m).sum() / m.sum()
-        out["ssim"] = float(ssim)
-        out["psnr"] = float(10 * math.log10(1 / max(float(mse), 1e-12)))
-    composite = _composite(rgba, plate, mask)
-    found = _detect_landmarks(composite)
-    crops = np.asarray(data["crops"][rows])
+def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
+    """Landmark error against the plate's track and jitter against the plate's own."""
+    track, rows, crops = frames["track"], frames["rows"], frames["crops"]
+    found = _detect_landmarks(frames["merged"])
     truth = apply(crops, track.landmarks[rows, :, :2])
     ok = ~np.isnan(found[:, 0, 0])
     iod = np.linalg.norm(truth[:, 263] - truth[:, 33], axis=-1)
     error = np.linalg.norm(found[:, :468] - truth[:, :468], axis=-1).mean(axis=1) / iod
-    out["landmark_nme"] = float(np.mean(error[ok])) if ok.any() else None
-    out["landmark_detected_fraction"] = float(ok.mean())
-    # Jitter in plate pixels over consecutive frames of the output.
     in_plate = np.full((track.frame_count, 478, 2), np.nan)
     in_plate[rows[ok]] = apply(invert(crops[ok]), found[ok])
-    plate_jitter = jitter_px(track.landmarks_raw[rows[0]:rows[-1] + 1])
-    out["jitter_ratio"] = float(jitter_px(in_plate[rows[0]:rows[-1] + 1]) / plate_jitter)
-    sample = np.linspace(0, len(rows) - 1, min(len(rows), 24)).round().astype(int)
-    source_frames = None
-    if source is not None:
-        source_data = load_dataset(source.dataset(size))
-        present = np.flatnonzero(np.asarray(source_data["present"]))
-        picks = present[np.linspace(0, len(present) - 1, 24).round().astype(int)]
-        source_frames = np.asarray(source_data["rgb"][picks])
-    out.update(identity_distances(composite[sample], source_frames, plate[sample]))
-    out["seconds"] = round(time.perf_counter() - started, 2)
-    return out
+    span = slice(rows[0], rows[-1] + 1)
+    frames["per_frame"]["landmark_nme"] = _listed(np.where(ok, error, np.nan))
+    return {"landmark_nme": float(np.mean(error[ok])) if ok.any() else None,
+            "landmark_detected_fraction": float(ok.mean()),
+            "jitter_ratio": float(jitter_px(in_plate[span]) / jitter_px(track.landmarks_raw[span]))}
+
+
+def similarity_metrics(layout: ShotLayout, profile: str, frames: dict) -> dict:
+    """SSIM and PSNR of the merged faces and of the model's output against the real frames."""
+    def masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float, list]:
+        ta = torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+        tb = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 255
+        m = torch.from_numpy(mask).unsqueeze(1).float()
+        per_frame = (ssim_map(ta, tb) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1)
+        mse = (((ta - tb) ** 2).mean(dim=1, keepdim=True) * m).sum() / m.sum()
+        return float(per_frame.mean()), 10 * math.log10(1 / max(float(mse), 1e-12)), \
+            per_frame.tolist()
+
+    ssim, psnr, per_frame = masked(frames["merged"], frames["plate"], frames["mask"])
+    frames["per_frame"]["ssim"] = _listed(per_frame)
+    swapped = load_swap(layout.swap(profile))
+    data = load_dataset(layout.plate.dataset(swapped["meta"]["resolution"]))
+    rows = frames["rows"]
+    model_ssim, _, _ = masked(np.asarray(swapped["rgba"][rows, ..., :3]),
+                              np.asarray(data["rgb"][rows]), np.asarray(data["mask"][rows]) > 0)
+    return {"ssim": ssim, "psnr": psnr, "ssim_model": model_ssim}
+
+
+def identity_metrics(layout: ShotLayout, frames: dict) -> dict:
+    """dlib distances of the merged frames to the source and the plate performer."""
+    embed, reason = _identity_embedder()
+    keys = ("identity_distance_to_source", "identity_distance_to_target", "recognised",
+            "closer_to_source")
+    if embed is None:
+        return dict.fromkeys(keys) | {"identity_note": reason}
+    people = (_mean_embedding(embed, _source_faces(layout)),
+              _mean_embedding(embed, frames["plate"]))
+    if any(p is None for p in people):
+        return dict.fromkeys(keys) | {"identity_note": "dlib found no face in the footage"}
+    picks = np.linspace(0, len(frames["rows"]) - 1,
+                        min(len(frames["rows"]), MAX_IDENTITY_FRAMES)).round().astype(int)
+    to_source, to_plate = np.full(len(frames["rows"]), np.nan), np.full(len(frames["rows"]),
+                                                                          np.nan)
+    for i in np.unique(picks):
+        e = embed(frames["merged"][i])
+        if e is not None:
+            to_source[i], to_plate[i] = (np.linalg.norm(e - p) for p in people)
+    found = ~np.isnan(to_source)
+    frames["per_frame"].update(identity_to_source=_listed(to_source),
+                               identity_to_plate=_listed(to_plate))
+    measured = int(len(np.unique(picks)))
+    return {"identity_distance_to_source": float(np.nanmean(to_source)) if found.any() else None,
+            "identity_distance_to_target": float(np.nanmean(to_plate)) if found.any() else None,
+            # A frame where dlib finds no face is not recognised as anyone.
+            "recognised": float((to_source[found] < SAME_PERSON).sum() / measured),
+            "closer_to_source": float((to_source[found] < to_plate[found]).sum() / measured),
+            "identity_frames": measured,
+            "identity_note": "dlib face-recognition distance; same person below 0.6"}
+
+
+def _source_faces(layout: ShotLayout, count: int = 32) -> np.ndarray:
+    """Aligned crops of the source person spread over their footage."""
+    size = next(int(p.name.split("_")[1]) for p in sorted(layout.source.path.glob("dataset_*")))
+    data = load_dataset(layout.source.dataset(size))
+    present = np.flatnonzero(np.asarray(data["present"]))
+    picks = present[np.linspace(0, len(present) - 1, min(count, len(present))).round().astype(int)]
+    return np.asarray([cv2.resize(np.asarray(data["rgb"][row]), (EVAL_SIZE, EVAL_SIZE),
+                                  interpolation=cv2.INTER_CUBIC) for row in picks])
+
+
+def _mean_embedding(embed, images: np.ndarray) -> np.ndarray | None:
+    picks = np.linspace(0, len(images) - 1, min(len(images), 32)).round().astype(int)
+    found = [e for e in (embed(images[i]) for i in np.unique(picks)) if e is not None]
+    return np.mean(found, axis=0) if found else None
 
 
 def _identity_embedder():
@@ -131,7 +253,7 @@ def _identity_embedder():
     detector = dlib.get_frontal_face_detector()
 
     def embed(rgb: np.ndarray) -> np.ndarray | None:
-        image = np.ascontiguousarray(cv2.resize(rgb, (LANDMARK_SIZE, LANDMARK_SIZE)))
+        image = np.ascontiguousarray(rgb)
         boxes = detector(image, 1)
         if not boxes:
             return None
@@ -139,34 +261,3 @@ def _identity_embedder():
         return np.asarray(resnet.compute_face_descriptor(image, shape))
 
     return embed, ""
-
-
-def identity_distances(outputs: np.ndarray, source_frames: np.ndarray | None,
-                       target_frames: np.ndarray) -> dict:
-    """Mean dlib distance of the outputs to each person's mean embedding."""
-    embed, reason = _identity_embedder()
-    keys = ("identity_distance_to_source", "identity_distance_to_target")
-    if embed is None or source_frames is None:
-        return dict.fromkeys(keys) | {"identity_note": reason or "no --source given"}
-
-    def mean_embedding(frames):
-        found = [e for e in (embed(f) for f in frames) if e is not None]
-        return np.mean(found, axis=0) if found else None
-
-    people = (mean_embedding(source_frames), mean_embedding(target_frames))
-    found = [e for e in (embed(f) for f in outputs) if e is not None]
-    if not found or any(p is None for p in people):
-        return dict.fromkeys(keys) | {"identity_note": "dlib found no face"}
-    return {key: float(np.mean([np.linalg.norm(e - person) for e in found]))
-            for key, person in zip(keys, people, strict=True)}
-
-
-def evaluate_shot(shot: Path, profile: str = "cpu", self_reenactment: bool = False) -> Path:
-    """``facegraft eval``: the figures of the shot's swap of ``profile`` in eval.json."""
-    layout = ShotLayout(shot)
-    name = get_profile(profile).name
-    report = {"shot": str(layout.root), "profile": name, "self_reenactment": self_reenactment,
-              "metrics": swap_metrics(layout.plate, layout.swap(name), self_reenactment,
-                                      layout.source)}
-    write_bytes_atomic(layout.eval_report, json.dumps(report, indent=1).encode())
-    return layout.eval_report

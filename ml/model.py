@@ -2,12 +2,19 @@
 
 A shared encoder reads an aligned face crop; one decoder per identity renders that
 identity's face from the encoder's code, conditioned at every scale on the CG guides of
-the frame (camera-space normals, canonical UV, region one-hot) and on a learned *neural
-texture* per identity (Deferred Neural Rendering): a C-channel image in the face mesh's
-UV space, sampled through the UV guide, so each pixel knows which point of the face it
-shows and appearance can be stored where it belongs instead of being re-derived by a big
-network. Without guides (``use_guides=False``) the same decoders run unconditioned: the
-ablation that measures what the guides bring.
+the frame, in three sets that can each be switched off (the ablation):
+
+- "mesh": camera-space normals, canonical UV and the region one-hot, plus a learned
+  *neural texture* per identity (Deferred Neural Rendering) sampled through the UV guide,
+  so each pixel knows which point of the face it shows;
+- "texture": the identity's own albedo (``pipeline/texture.py``) rendered through the
+  frame's guides under the frame's light. With ``texture_base`` the decoder's colour is
+  this render corrected by the network (a skip from the CG render to the output), so the
+  network learns only what CG cannot carry: expression detail, the mouth, the eyes;
+- "eyes": the irises where the eyes are open, from the tracked iris landmarks: where the
+  performer looks.
+
+Without guides (``guides=()``) the same decoders run unconditioned.
 
 There are no skip connections from the encoder: everything the decoder knows about the
 frame passes through the code (pose and expression, lighting) or comes from the guides
@@ -22,11 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common.profiles import GUIDE_NAMES
 from ..common.profiles import PROFILES as PROFILE_SIZES
 
 SOURCE, TARGET = 0, 1  # the decoders: the source person's and the plate performer's
 NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
-GUIDE_CHANNELS = 3 + 2 + NUM_REGIONS  # normals, uv, region one-hot
+GUIDE_SETS = {"mesh": 3 + 2 + NUM_REGIONS,  # normals, uv, region one-hot
+              "texture": 3,  # the albedo render, RGB
+              "eyes": 1}  # the iris guide
+ALL_GUIDES = tuple(GUIDE_SETS)
+assert ALL_GUIDES == GUIDE_NAMES  # the command line's names (common/profiles.py)
+GUIDE_CHANNELS = sum(GUIDE_SETS.values())
 
 
 @dataclass(frozen=True)
@@ -39,13 +52,30 @@ class SwapConfig:
     texture_size: int = 256  # neural texture size (per identity, square)
     texture_channels: int = 8
     identities: int = 2  # 0: source, 1: target (plate)
-    use_guides: bool = True
+    guides: tuple[str, ...] = ALL_GUIDES  # which guide sets condition the decoders
+    texture_base: bool = True  # the decoder corrects the texture render (with "texture")
+
+    @property
+    def use_guides(self) -> bool:
+        return bool(self.guides)
+
+    @property
+    def guide_channels(self) -> int:
+        return sum(GUIDE_SETS[name] for name in self.guides)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_dict(values: dict) -> SwapConfig:
+        values = dict(values)
+        if "use_guides" in values:  # checkpoints before the guide sets: mesh or nothing
+            values["guides"] = ("mesh",) if values.pop("use_guides") else ()
+            values.setdefault("texture_base", False)
+        values["guides"] = tuple(values.get("guides", ALL_GUIDES))
+        unknown = [name for name in values["guides"] if name not in GUIDE_SETS]
+        if unknown:
+            raise ValueError(f"unknown guides {unknown} (known: {', '.join(GUIDE_SETS)})")
         return SwapConfig(**values)
 
 
@@ -65,7 +95,7 @@ PROFILES: dict[str, SwapConfig] = {
 def profile(name: str, **overrides) -> SwapConfig:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r} (one of {', '.join(PROFILES)})")
-    return replace(PROFILES[name], **overrides)
+    return SwapConfig.from_dict({**asdict(replace(PROFILES[name], **overrides))})
 
 
 def _channels(config: SwapConfig, level: int) -> int:
@@ -104,7 +134,8 @@ class Decoder(nn.Module):
     def __init__(self, config: SwapConfig):
         super().__init__()
         self.config = config
-        extra = (GUIDE_CHANNELS + config.texture_channels) if config.use_guides else 0
+        self.mesh = "mesh" in config.guides
+        extra = config.guide_channels + (config.texture_channels if self.mesh else 0)
         self.blocks = nn.ModuleList()
         cin = config.code_channels
         for level in range(config.levels, -1, -1):
@@ -113,21 +144,27 @@ class Decoder(nn.Module):
             cin = cout
         self.to_rgb = nn.Conv2d(cin, 3, 1)
         self.to_mask = nn.Conv2d(cin, 1, 1)
-        if config.use_guides:
+        if self.mesh:
             self.texture = nn.Parameter(
                 torch.randn(1, config.texture_channels, config.texture_size,
                             config.texture_size) * 0.1)
+        # Where the texture render sits in the guides (after the mesh's channels).
+        self.render_at = GUIDE_SETS["mesh"] if self.mesh else 0
+        self.texture_base = config.texture_base and "texture" in config.guides
+
+    def _conditioning(self, guides: torch.Tensor) -> torch.Tensor:
+        if not self.mesh:
+            return guides
+        uv = guides[:, 3:5]  # 0..1, v up
+        grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], dim=-1)
+        texture = F.grid_sample(self.texture.expand(len(guides), -1, -1, -1), grid,
+                                mode="bilinear", align_corners=False)
+        coverage = guides[:, 5:6] < 0.5  # region one-hot: channel 0 is background
+        return torch.cat([guides, texture * coverage], dim=1)
 
     def forward(self, code: torch.Tensor, guides: torch.Tensor | None):
         x = code
-        conditioning = None
-        if self.config.use_guides:
-            uv = guides[:, 3:5]  # 0..1, v up
-            grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], dim=-1)
-            texture = F.grid_sample(self.texture.expand(len(code), -1, -1, -1), grid,
-                                    mode="bilinear", align_corners=False)
-            coverage = guides[:, 5:6] < 0.5  # region one-hot: channel 0 is background
-            conditioning = torch.cat([guides, texture * coverage], dim=1)
+        conditioning = self._conditioning(guides) if self.config.use_guides else None
         for i, block in enumerate(self.blocks):
             if i > 0:
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -137,7 +174,11 @@ class Decoder(nn.Module):
                     conditioning, size=(size, size), mode="bilinear", align_corners=False)
                 x = torch.cat([x, scaled], dim=1)
             x = block(x)
-        return torch.sigmoid(self.to_rgb(x)), self.to_mask(x)
+        colour = self.to_rgb(x)
+        if self.texture_base:
+            render = guides[:, self.render_at:self.render_at + 3].clamp(0.02, 0.98)
+            colour = colour + torch.log(render / (1 - render))
+        return torch.sigmoid(colour), self.to_mask(x)
 
 
 class SwapModel(nn.Module):
@@ -153,11 +194,21 @@ class SwapModel(nn.Module):
         return self.decoders[identity](self.encoder(image), guides)
 
 
-def guides_tensor(normals: torch.Tensor, uv: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Stored guide arrays (uint8 normals, uint16 uv, uint8 region; batch-first, channels
-    last) to the network's (B, GUIDE_CHANNELS, R, R) float tensor."""
-    normals = normals.float() / 127.5 - 1
-    normals = normals * (region > 0).unsqueeze(-1)
-    uv = uv.float() / 65535
-    onehot = F.one_hot(region.long(), NUM_REGIONS).float()
-    return torch.cat([normals, uv, onehot], dim=-1).permute(0, 3, 1, 2).contiguous()
+def guides_tensor(arrays: dict, guides: tuple[str, ...]) -> torch.Tensor:
+    """Stored guide arrays (batch-first, channels last: uint8 normals, uint16 uv, uint8
+    region, uint8 render, uint8 iris) to the network's (B, C, R, R) float tensor of the
+    guide sets ``guides``, in GUIDE_SETS order."""
+    region = torch.as_tensor(arrays["region"])
+    parts = []
+    if "mesh" in guides:
+        normals = torch.as_tensor(arrays["normals"]).float() / 127.5 - 1
+        normals = normals * (region > 0).unsqueeze(-1)
+        uv = torch.as_tensor(arrays["uv"]).float() / 65535
+        parts += [normals, uv, F.one_hot(region.long(), NUM_REGIONS).float()]
+    if "texture" in guides:
+        parts.append(torch.as_tensor(arrays["render"]).float() / 255)
+    if "eyes" in guides:
+        parts.append(torch.as_tensor(arrays["iris"]).float().unsqueeze(-1) / 255)
+    if not parts:
+        return torch.zeros(len(region), 0, *region.shape[1:])
+    return torch.cat(parts, dim=-1).permute(0, 3, 1, 2).contiguous()

@@ -20,9 +20,10 @@ from ..common.progress import Progress
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION
+from ..pipeline.texture import load_texture, texture_key
 from .checkpoint import load_checkpoint, read_sidecar, restore
 from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
-from .train import parse_rows, require_dataset
+from .train import guide_arrays, parse_rows, require_dataset
 
 
 def load_model(model_dir: Path) -> tuple[SwapModel, dict]:
@@ -41,15 +42,17 @@ def swap_shot(shot: Path, profile: str = "cpu", frames: str | None = None,
                 progress_mode=progress_mode, force=force)
 
 
-def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, frames) -> str | None:
+def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, layout: ShotLayout,
+                frames) -> str | None:
     try:
         data_key = read_meta(data_folder, DATASET_FORMAT, DATASET_VERSION, "dataset"
                              ).get("inputs_key")
         guides_key = load_guides(guides_folder).meta.get("inputs_key")
+        textures = [texture_key(layout.footage(role).texture) for role in ("source", "plate")]
     except FaceGraftError:
         return None  # reported where the inputs are loaded
-    return hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, frames,
-                                     SWAP_VERSION]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, textures,
+                                     frames, SWAP_VERSION]).encode()).hexdigest()
 
 
 def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None = None,
@@ -60,7 +63,7 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     source_shaped = layout.plate.guides(size, SOURCE_IDENTITY_KEY)
     guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
     data_folder = layout.plate.dataset(size)
-    key = _inputs_key(sidecar, data_folder, guides_folder, frames)
+    key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
     if not force and key and is_up_to_date(folder, key):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
@@ -75,22 +78,26 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
     if len(rows) == 0:
         raise FaceGraftError(f"{layout.plate.path}: no frame with a face to swap")
+    textures = None
+    if "texture" in model.config.guides:  # the source's albedo under the plate's light
+        textures = (load_texture(layout.source.texture), load_texture(layout.plate.texture))
     progress = Progress("swap", len(rows), progress_mode)
     with written_folder(folder, progress) as partial:
-        present = _swap_rows(model, data, guides, rows, partial, batch_size, progress)
+        present = _swap_rows(model, data, guides, textures, rows, partial, batch_size,
+                             progress)
         np.save(partial / "present.npy", present)
         (partial / "meta.json").write_text(json.dumps({
             "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
             "model": str(model_dir.resolve()), "step": sidecar["step"],
             "guides": guides.folder.name, "frame_count": n, "frames": frames,
-            "use_guides": model.config.use_guides, "inputs_key": key,
+            "model_guides": list(model.config.guides), "inputs_key": key,
         }, indent=1))
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
 
 
-def _swap_rows(model: SwapModel, data: dict, guides, rows: np.ndarray, partial: Path,
-               batch_size: int, progress: Progress) -> np.ndarray:
+def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, rows: np.ndarray,
+               partial: Path, batch_size: int, progress: Progress) -> np.ndarray:
     """The source decoder over ``rows`` into ``partial/rgba.npy``; returns presence."""
     n, size = data["meta"]["frame_count"], model.config.resolution
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,9 +109,9 @@ def _swap_rows(model: SwapModel, data: dict, guides, rows: np.ndarray, partial: 
         for first in range(0, len(rows), batch_size):
             chunk = rows[first:first + batch_size]
             image = torch.from_numpy(np.asarray(data["rgb"][chunk])).permute(0, 3, 1, 2)
-            region = torch.from_numpy(np.asarray(guides.region[chunk]))
-            cond = guides_tensor(torch.from_numpy(np.asarray(guides.normals[chunk])),
-                                 torch.from_numpy(np.asarray(guides.uv[chunk])), region)
+            arrays = guide_arrays(vars(guides), chunk, *(textures or (None, None)),
+                                  model.config.guides)
+            cond = guides_tensor(arrays, model.config.guides)
             with torch.autocast(device.type, dtype=torch.bfloat16,
                                 enabled=device.type == "cuda"):
                 rgb, mask = model(image.float().to(device) / 255,

@@ -291,19 +291,9 @@ def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: f
     worst on franck.mp4, 0.044 on single_face.mp4, 0.065 on carphone_pristine.mp4 and
     0.076 in a two-person side-by-side composite.
     """
-    mesh = load_canonical_mesh()
-    canonical = mesh.vertices.astype(np.float64)
-    n = len(choice)
-    found = choice >= 0
-    rows = np.arange(n)
-    pick = np.where(found, choice, 0)
-    landmarks_raw = np.where(found[:, None, None], raw.landmarks[rows, pick], np.nan)
-    shapes_raw = np.where(found[:, None], raw.blendshapes[rows, pick], np.nan)
-    matrix_raw = np.where(found[:, None, None], raw.head_matrix[rows, pick], np.nan)
-    landmarks_raw = landmarks_raw.astype(np.float64)
-    matrix_raw = matrix_raw.astype(np.float64)
-
+    landmarks_raw, shapes_raw, matrix_raw, found = _followed_face(raw, choice)
     matrix_mediapipe = matrix_raw.copy()
+    canonical = load_canonical_mesh().vertices.astype(np.float64)
     present = found.copy()
     if found.any():
         matrix_raw[found] = refine_head_pose(landmarks_raw[found], matrix_raw[found], canonical,
@@ -311,12 +301,37 @@ def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: f
         canonical_error = rigid_errors(landmarks_raw[found], matrix_raw[found], canonical, intr,
                                        pose_landmarks_only=False)
         present[found] = canonical_error <= MAX_CANONICAL_ERROR
-    absent = ~present
     for array in (landmarks_raw, shapes_raw, matrix_raw, matrix_mediapipe):
-        array[absent] = np.nan
+        array[~present] = np.nan
+    metric_raw, rigid_error = _fit_own_head(landmarks_raw, matrix_raw, present, intr, canonical)
+    matrix_f, metric_f, landmarks_f, shapes_f = _filtered(landmarks_raw, shapes_raw, matrix_raw,
+                                                          metric_raw, present, intr, fps)
+    return Track(
+        landmarks=landmarks_f, landmarks_raw=landmarks_raw,
+        metric_landmarks=metric_f, metric_landmarks_raw=metric_raw,
+        head_matrix=matrix_f, head_matrix_raw=matrix_raw, head_matrix_mediapipe=matrix_mediapipe,
+        blendshapes=shapes_f, blendshapes_raw=shapes_raw, present=present,
+        confidence=np.exp(-rigid_error / CONFIDENCE_SCALE), rigid_error=rigid_error,
+    )
 
-    # Second pass with this person's neutral shape (the median over the shot): the pose
-    # of their own rigid head, and a confidence in which identity does not count as error.
+
+def _followed_face(raw: RawDetections, choice: np.ndarray) -> tuple:
+    """The chosen face's landmarks, blendshapes and head matrices per frame (NaN where it
+    was not found), and where it was found."""
+    found = choice >= 0
+    rows = np.arange(len(choice))
+    pick = np.where(found, choice, 0)
+    landmarks = np.where(found[:, None, None], raw.landmarks[rows, pick], np.nan)
+    shapes = np.where(found[:, None], raw.blendshapes[rows, pick], np.nan)
+    matrix = np.where(found[:, None, None], raw.head_matrix[rows, pick], np.nan)
+    return landmarks.astype(np.float64), shapes, matrix.astype(np.float64), found
+
+
+def _fit_own_head(landmarks_raw, matrix_raw, present, intr: Intrinsics, canonical) -> tuple:
+    """Second pass with this person's neutral shape (the median over the shot): the pose of
+    their own rigid head (``matrix_raw`` is updated), the per-frame metric shape, and a
+    rigid error in which identity does not count."""
+    n = len(present)
     metric_raw = np.full((n, NUM_LANDMARKS, 3), np.nan)
     rigid_error = np.full(n, np.nan)
     if present.any():
@@ -328,9 +343,14 @@ def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: f
                                                canonical)
         rigid_error[present] = rigid_errors(landmarks_raw[present], matrix_raw[present], neutral,
                                             intr)
-    confidence = np.exp(-rigid_error / CONFIDENCE_SCALE)
+    return metric_raw, rigid_error
 
-    # Pose: quaternion + translation, each present run on its own.
+
+def _filtered(landmarks_raw, shapes_raw, matrix_raw, metric_raw, present, intr: Intrinsics,
+              fps: float) -> tuple:
+    """The zero-phase filtered pose (quaternion + translation, each present run on its own),
+    shape, image landmarks (the projection of both) and blendshapes."""
+    n = len(present)
     quats = np.full((n, 4), np.nan)
     trans = np.full((n, 3), np.nan)
     matrix_f = np.full((n, 4, 4), np.nan)
@@ -340,20 +360,12 @@ def build_track(raw: RawDetections, choice: np.ndarray, intr: Intrinsics, fps: f
     trans_f = filter_present(trans, present, fps, FILTERS["translation"])
     if present.any():
         matrix_f[present] = quat_trans_to_matrix(quats_f[present], trans_f[present])
-
     metric_f = filter_present(metric_raw, present, fps, FILTERS["shape"])
     landmarks_f = np.full_like(landmarks_raw, np.nan)
     landmarks_f[present, :, :2] = project_shape(matrix_f[present], metric_f[present], intr)
     landmarks_f[..., 2] = filter_present(landmarks_raw[..., 2], present, fps, FILTERS["depth"])
     shapes_f = np.clip(filter_present(shapes_raw, present, fps, FILTERS["blendshapes"]), 0, 1)
-
-    return Track(
-        landmarks=landmarks_f, landmarks_raw=landmarks_raw,
-        metric_landmarks=metric_f, metric_landmarks_raw=metric_raw,
-        head_matrix=matrix_f, head_matrix_raw=matrix_raw, head_matrix_mediapipe=matrix_mediapipe,
-        blendshapes=shapes_f, blendshapes_raw=shapes_raw,
-        present=present, confidence=confidence, rigid_error=rigid_error,
-    )
+    return matrix_f, metric_f, landmarks_f, shapes_f
 
 
 def _check_writable(folder: Path) -> None:

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from ..common.atomic import atomic_path
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
-from ..common.profiles import get_profile
+from ..common.profiles import GUIDE_NAMES, get_profile
 from ..common.progress import Progress
-from ..common.shot_layout import CHECKPOINT_SIDECAR, ShotLayout
+from ..common.shot_layout import CHECKPOINT_SIDECAR, FootageFolder, ShotLayout
+from ..pipeline.texture import Texture, load_texture, render_face
 from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
 from .losses import reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
@@ -70,14 +71,18 @@ def require_dataset(folder: Path, resolution: int) -> Path:
 
 
 class FootageData:
-    """One identity's training frames, memory-mapped."""
+    """One identity's training frames (memory-mapped) and its guides: its own texture
+    rendered under each frame's own light."""
 
-    def __init__(self, folder: Path, resolution: int, rows: str | None):
-        self.data = load_dataset(require_dataset(folder, resolution))
+    def __init__(self, footage: FootageFolder, config: SwapConfig, rows: str | None):
+        folder = footage.dataset(config.resolution)
+        self.data = load_dataset(require_dataset(folder, config.resolution))
         chosen = parse_rows(rows, self.data["meta"]["frame_count"])
         self.rows = chosen[np.asarray(self.data["present"])[chosen]]
         if len(self.rows) == 0:
             raise FaceGraftError(f"{folder}: no frame with a face in the chosen range")
+        self.guides = config.guides
+        self.texture = load_texture(footage.texture) if "texture" in config.guides else None
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         rows = np.sort(rows)
@@ -87,9 +92,23 @@ class FootageData:
             "mask": torch.from_numpy(np.asarray(d["mask"][rows])).float().unsqueeze(1) / 255,
             "region": torch.from_numpy(np.asarray(d["region"][rows])),
         }
-        out["guides"] = guides_tensor(torch.from_numpy(np.asarray(d["normals"][rows])),
-                                      torch.from_numpy(np.asarray(d["uv"][rows])), out["region"])
+        out["guides"] = guides_tensor(guide_arrays(d, rows, self.texture, self.texture,
+                                                   self.guides), self.guides)
         return out
+
+
+def guide_arrays(data: dict, rows: np.ndarray, albedo_of: Texture | None,
+                 light_of: Texture | None, guides: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The guide arrays of ``rows`` (of a dataset, or ``vars()`` of a guides folder), with
+    the albedo of ``albedo_of`` rendered under the light of ``light_of`` when the model
+    sees "texture"."""
+    arrays = {name: np.asarray(data[name][rows]) for name in ("normals", "uv", "region", "iris")}
+    if "texture" in guides:
+        arrays["render"] = np.stack([
+            render_face(albedo_of.albedo, arrays["uv"][i], arrays["normals"][i],
+                        arrays["region"][i], light_of.lighting[row])
+            for i, row in enumerate(rows)])
+    return arrays
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -139,26 +158,25 @@ def _write_preview(path: Path, model: SwapModel, source: dict, target: dict):
 def train_shot(shot: Path, profile: str = "cpu", minutes: float | None = None,
                steps: int | None = None, batch_size: int = 8, checkpoint_every: int = 200,
                preview_every: int = 200, seed: int = 1, source_frames: str | None = None,
-               plate_frames: str | None = None, use_guides: bool = True, resume: bool = False,
-               progress_mode: str = "bar") -> Path:
+               plate_frames: str | None = None, guides: tuple[str, ...] = GUIDE_NAMES,
+               resume: bool = False, progress_mode: str = "bar") -> Path:
     """``facegraft train``: the shot's model of ``profile`` from its source and plate."""
     layout = ShotLayout(shot)
     options = TrainOptions(
         profile=get_profile(profile).name, batch_size=batch_size, steps=steps,
         minutes=minutes, checkpoint_every=checkpoint_every, preview_every=preview_every,
         seed=seed, source_frames=source_frames, plate_frames=plate_frames)
-    return train(layout, options, resume=resume, progress_mode=progress_mode,
-                 use_guides=use_guides)
+    return train(layout, options, resume=resume, progress_mode=progress_mode, guides=guides)
 
 
-def _open_model(model_dir: Path, options: TrainOptions, resume: bool, use_guides: bool):
+def _open_model(model_dir: Path, options: TrainOptions, resume: bool, guides: tuple[str, ...]):
     """The model and optimizer, new or restored from the folder's checkpoint, and the step
     and training time it had reached."""
     sidecar_exists = (model_dir / CHECKPOINT_SIDECAR).exists()
     if sidecar_exists and not resume:
         raise FaceGraftError(f"{model_dir}: already holds a trained model; resume it or use "
                              f"another shot folder")
-    config = profile(options.profile, use_guides=use_guides)
+    config = profile(options.profile, guides=tuple(guides))
     if resume and sidecar_exists:
         config = SwapConfig.from_dict(read_sidecar(model_dir)["config"])
     torch.manual_seed(options.seed)  # the initial weights; each step seeds its own draws
@@ -203,25 +221,30 @@ def _training_step(model: SwapModel, batches: tuple, generator: torch.Generator,
     return loss_total / 2, parts
 
 
-def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
-          progress_mode: str = "bar", use_guides: bool = True) -> Path:
-    if options.steps is None and options.minutes is None:
-        raise FaceGraftError("say how long to train: --steps S or --minutes M")
-    model_dir = layout.model(options.profile)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model, optimizer, step, elapsed_before = _open_model(model_dir, options, resume, use_guides)
-    config = model.config
-    source = FootageData(layout.source.dataset(config.resolution), config.resolution,
-                         options.source_frames)
-    target = FootageData(layout.plate.dataset(config.resolution), config.resolution,
-                         options.plate_frames)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _to_device(model, optimizer, device)
+def _write_config(model_dir: Path, layout: ShotLayout, options: TrainOptions,
+                  config: SwapConfig, device: torch.device, source: FootageData,
+                  target: FootageData) -> None:
+    """config.json: every training option and the network's configuration."""
     record = {"source": str(layout.source.path), "plate": str(layout.plate.path),
               **asdict(options), "config": config.to_dict(), "device": str(device),
               "source_rows": int(len(source.rows)), "plate_rows": int(len(target.rows))}
     (model_dir / "config.json").write_text(json.dumps(record, indent=1))
     (model_dir / "previews").mkdir(exist_ok=True)
+
+
+def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
+          progress_mode: str = "bar", guides: tuple[str, ...] = GUIDE_NAMES) -> Path:
+    if options.steps is None and options.minutes is None:
+        raise FaceGraftError("say how long to train: --steps S or --minutes M")
+    model_dir = layout.model(options.profile)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model, optimizer, step, elapsed_before = _open_model(model_dir, options, resume, guides)
+    config = model.config
+    source = FootageData(layout.source, config, options.source_frames)
+    target = FootageData(layout.plate, config, options.plate_frames)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _to_device(model, optimizer, device)
+    _write_config(model_dir, layout, options, config, device, source, target)
     deadline = None if options.minutes is None else options.minutes * 60
     progress = Progress("train", options.steps or int(deadline), progress_mode)
     started = time.perf_counter()

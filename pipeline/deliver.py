@@ -145,9 +145,12 @@ def deliver_shot(shot: Path, profile: str = "cpu") -> Path:
         "identity": {
             "distance_to_source": report.get("identity_distance_to_source"),
             "distance_to_target": report.get("identity_distance_to_target"),
+            "recognised": report.get("recognised"),
+            "closer_to_source": report.get("closer_to_source"),
             "note": report.get("identity_note",
                                "dlib face-recognition distance; same person below 0.6"),
         },
+        "sharpness_ratio": report.get("sharpness_ratio"),
         "expression": {"landmark_nme": report.get("landmark_nme"),
                        "landmark_detected_fraction": report.get("landmark_detected_fraction")},
         "jitter": {"jitter_ratio": report.get("jitter_ratio"),

@@ -28,7 +28,8 @@ from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date
-from ..common.track_file import load_track
+from ..common.stage_table import STAGES_BY_NAME
+from ..common.track_file import load_track_with_faces
 
 MIN_FRAMES_PER_WORKER = 200
 
@@ -38,13 +39,12 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
     """Render the guides of ``role`` at ``size``; returns the own-shape guides folder."""
     footage = ShotLayout(shot).footage(role)
     check_resolution(size)
-    track = load_track(footage.track)
-    if not track.present.any():
-        raise FaceGraftError(f"{footage.track}: no frame with a face")
+    track = load_track_with_faces(footage.track)
     if not footage.scene.is_file():
         raise FaceGraftError(f"{footage.scene}: no such .blend (run Build Scene first)")
     inputs = {"blend_sha256": sha256_of(footage.scene), "track_sha256": sha256_of(footage.track),
-              "size": size, "crop_width_cm": DEFAULT_CROP_WIDTH_CM}
+              "size": size, "crop_width_cm": DEFAULT_CROP_WIDTH_CM,
+              "revision": STAGES_BY_NAME["guides"].revision}
     variants = [None] + ([SOURCE_IDENTITY_KEY] if role == "plate" else [])
     keys = {v: hashlib.sha256(json.dumps({**inputs, "shape_key": v}, sort_keys=True).encode()
                               ).hexdigest() for v in variants}

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..common.atomic import write_bytes_atomic
 from ..common.child_process import ChildEvent, ChildProcess, run_to_end
 from ..common.errors import FaceGraftError
-from ..common.profiles import get_profile
+from ..common.profiles import GUIDE_NAMES, get_profile
 from ..common.samples import sha256_of
 from ..common.shot_layout import ROLES, ShotLayout
 from ..common.stage_table import STAGES_BY_NAME, ShotSettings, Step, shot_plan
@@ -99,8 +99,8 @@ def _file_key(path: Path) -> str | None:
 
 
 def step_key(step: Step, keys: dict[str, str]) -> str:
-    parts = [step.name, step.argv, [keys.get(name) for name in step.after],
-             [_file_key(path) for path in step.reads]]
+    parts = [step.name, step.argv, STAGES_BY_NAME[step.stage].revision,
+             [keys.get(name) for name in step.after], [_file_key(path) for path in step.reads]]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -146,14 +146,14 @@ class _StepRunner:
 def run_all(plate: Path, source: Path, shot: Path, profile: str = "cpu",
             minutes: float | None = None, steps: int | None = None,
             plate_frames: str | None = None, source_frames: str | None = None,
-            pick: tuple[float, float] | None = None, color: str = "meanstd",
-            mouth: str = "swap", progress_mode: str = "bar") -> Path:
+            pick: tuple[float, float] | None = None, guides: tuple[str, ...] = GUIDE_NAMES,
+            color: str = "meanstd", mouth: str = "swap", progress_mode: str = "bar") -> Path:
     plate, source, shot = Path(plate), Path(source), Path(shot)
     get_profile(profile)
     check_inputs(source, plate, shot)
     settings = ShotSettings(plate=plate, source=source, profile=profile, minutes=minutes,
                             steps=steps, plate_frames=plate_frames, source_frames=source_frames,
-                            pick=pick, color=color, mouth=mouth)
+                            pick=pick, guides=tuple(guides), color=color, mouth=mouth)
     layout = ShotLayout(shot)
     shot.mkdir(parents=True, exist_ok=True)
     state = read_state(layout) or {

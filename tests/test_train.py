@@ -29,6 +29,8 @@ def _prepare(cli, shot: Path, role: str, size: int) -> Path:
                  ("guides", "--shot", shot, "--role", role, "--size", str(size),
                   "--progress", "none"),
                  ("dataset", "--shot", shot, "--role", role, "--size", str(size),
+                  "--progress", "none"),
+                 ("texture", "--shot", shot, "--role", role, "--size", str(size),
                   "--progress", "none")):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
@@ -75,7 +77,8 @@ def test_training_writes_a_trustworthy_run(straight_run):
     assert (straight_run / "preview_latest.png").is_file()
     assert len(list((straight_run / "previews").glob("*.png"))) == 3
     config = json.loads((straight_run / "config.json").read_text())
-    assert config["profile"] == "tiny" and config["config"]["use_guides"] is True
+    assert config["profile"] == "tiny"
+    assert config["config"]["guides"] == ["mesh", "texture", "eyes"]
 
 
 def test_resume_after_kill_continues_exactly(tiny_shot, straight_run, tmp_path):
@@ -112,13 +115,15 @@ def test_swap_and_metrics(straight_run, tiny_shot, cli):
     result = cli("swap", "--shot", tiny_shot, "--profile", "tiny", "--progress", "none")
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip().splitlines()[-1]) == ShotLayout(tiny_shot).swap("tiny")
-    result = cli("eval", "--shot", tiny_shot, "--profile", "tiny")
-    assert result.returncode == 0, result.stderr
+    for stage in ("merge", "eval"):
+        result = cli(stage, "--shot", tiny_shot, "--profile", "tiny")
+        assert result.returncode == 0, result.stderr
     metrics = json.loads(ShotLayout(tiny_shot).eval_report.read_text())["metrics"]
     for key in ("landmark_nme", "jitter_ratio", "identity_distance_to_source",
                 "identity_distance_to_target"):
         assert key in metrics
     assert metrics["frames"] == 72 and metrics["landmark_detected_fraction"] > 0.5
+    assert 0 < metrics["sharpness_ratio"] < 3
     assert 0 <= metrics["landmark_nme"] < 1 and metrics["jitter_ratio"] > 0
     try:
         import dlib  # noqa: F401  (the optional 'identity' extra)
@@ -170,7 +175,7 @@ def test_bad_checkpoints_and_inputs(straight_run, tiny_shot, tmp_path, cli):
 def test_model_sizes_and_ablation_switch():
     for name, config in PROFILES.items():
         guided = SwapModel(config)
-        plain = SwapModel(type(config)(**{**config.to_dict(), "use_guides": False}))
+        plain = SwapModel(type(config)(**{**config.to_dict(), "guides": ()}))
         x = torch.rand(1, 3, config.resolution, config.resolution)
         if name in ("tiny", "cpu"):
             from facegraft.ml.model import GUIDE_CHANNELS
@@ -195,11 +200,12 @@ def test_self_reenactment_cpu_profile_guided_beats_unguided(franck, cli, tmp_pat
         _prepare(cli, shot, role, size)
     minutes = os.environ.get("FACEGRAFT_SELF_REENACTMENT_MINUTES", "15")
     runs = {}
-    for name, extra in (("guided", []), ("unguided", ["--no-guides"])):
+    for name, extra in (("guided", []), ("unguided", ["--guides", "none"])):
         folder = shot if name == "guided" else sharing_footage(shot, tmp_path / name)
         for args in (("train", "--shot", folder, "--profile", "cpu", "--minutes", minutes,
                       "--progress", "none", *extra),
                      ("swap", "--shot", folder, "--profile", "cpu", "--progress", "none"),
+                     ("merge", "--shot", folder, "--profile", "cpu", "--progress", "none"),
                      ("eval", "--shot", folder, "--profile", "cpu", "--self-reenactment")):
             result = cli(*args, timeout=3600)
             assert result.returncode == 0, result.stderr
