@@ -38,7 +38,7 @@ import bpy
 
 from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.errors import FaceGraftError
-from ..common.merge_file import frame_path, load_merge_meta
+from ..common.merge_file import SEQUENCES, frame_path, load_merge_meta
 from ..common.profiles import get_profile
 from ..common.progress import Progress
 from ..common.samples import sha256_of
@@ -48,7 +48,7 @@ from .build import CAMERA_NAME, FACE_NAME, ROLE
 
 MATERIAL_NAME = "FaceGraft Neural Face"
 TREE_NAME = "FaceGraft Composite"
-EXR_LAYERS = ("plate", "swap", "matte", "final", "normal", "depth", "uv")
+EXR_LAYERS = ("plate", "swap", "matte", "occlusion", "final", "normal", "depth", "uv")
 
 
 def _sequence(path: Path, data: bool) -> bpy.types.Image:
@@ -70,13 +70,13 @@ def image_user(user, first_frame: int, frames: int) -> None:
     user.use_auto_refresh = True
 
 
-def merge_images(merge_folder: Path) -> tuple[dict, bpy.types.Image, bpy.types.Image]:
-    """The merge stage's swap and matte sequences as Blender images, and its meta."""
+def merge_images(merge_folder: Path) -> tuple[dict, dict[str, bpy.types.Image]]:
+    """The merge stage's meta and its swap, matte and occlusion sequences as Blender
+    images."""
     meta = load_merge_meta(merge_folder)
     first = int(meta["first_scene_frame"])
-    swap = _sequence(frame_path(merge_folder, "swap", first), data=False)
-    matte = _sequence(frame_path(merge_folder, "matte", first), data=True)
-    return meta, swap, matte
+    return meta, {kind: _sequence(frame_path(merge_folder, kind, first), data=kind != "swap")
+                  for kind in SEQUENCES}
 
 
 def _remove_previous(scene: bpy.types.Scene) -> None:
@@ -159,8 +159,7 @@ def _menu(node, socket: str, value: str) -> None:
         setattr(node, socket.lower().replace(" ", "_"), value.upper().replace(" ", "_"))
 
 
-def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.Image,
-                meta: dict, exr_folder: Path) -> None:
+def _compositor(scene: bpy.types.Scene, images: dict, meta: dict, exr_folder: Path) -> None:
     tree, output = _tree(scene)
     tree[ROLE] = "composite"
     nodes, links = tree.nodes, tree.links
@@ -176,10 +175,11 @@ def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.
     render = node("CompositorNodeRLayers", "Render Layers", -900, 0)
     render.scene = scene
     swap_node = node("CompositorNodeImage", "Neural Face", -900, -400)
-    swap_node.image = swap
     matte_node = node("CompositorNodeImage", "Matte", -900, -650)
-    matte_node.image = matte
-    for image_node in (swap_node, matte_node):
+    occlusion_node = node("CompositorNodeImage", "Occlusion", -900, -900)
+    for image_node, kind in ((swap_node, "swap"), (matte_node, "matte"),
+                             (occlusion_node, "occlusion")):
+        image_node.image = images[kind]
         image_user(image_node, meta["first_scene_frame"], meta["frame_count"])
 
     covered = node("ShaderNodeMath", "Matte x Coverage", -600, -300)
@@ -211,7 +211,8 @@ def _compositor(scene: bpy.types.Scene, swap: bpy.types.Image, matte: bpy.types.
     links.new(over.outputs["Image"], output.inputs[0])
 
     sources = {"plate": plate.outputs["Image"], "swap": swap_node.outputs["Image"],
-               "matte": blend.outputs["Image"], "final": over.outputs["Image"],
+               "matte": blend.outputs["Image"], "occlusion": occlusion_node.outputs["Image"],
+               "final": over.outputs["Image"],
                "normal": render.outputs["Normal"], "depth": render.outputs["Depth"],
                "uv": render.outputs["UV"]}
     _exr_output(node("CompositorNodeOutputFile", "EXR Layers", 550, -200), links, sources,
@@ -252,7 +253,8 @@ def _exr_output(exr, links, sources: dict, exr_folder: Path) -> None:
     exr.format.exr_codec = "ZIP"
     exr.directory = str(exr_folder) + "/"
     exr.file_name = "facegraft_######"
-    kinds = {"matte": "FLOAT", "depth": "FLOAT", "normal": "VECTOR", "uv": "VECTOR"}
+    kinds = {"matte": "FLOAT", "occlusion": "FLOAT", "depth": "FLOAT", "normal": "VECTOR",
+             "uv": "VECTOR"}
     for name in EXR_LAYERS:
         exr.file_output_items.new(kinds.get(name, "RGBA"), name)
         links.new(sources[name], exr.inputs[name])
@@ -267,15 +269,15 @@ def setup_composite(scene: bpy.types.Scene, merge_folder: Path, exr_folder: Path
     if scene.active_clip is None:
         raise FaceGraftError(f"{bpy.data.filepath or 'this scene'}: the scene has no plate clip")
     _remove_previous(scene)
-    meta, swap, matte = merge_images(merge_folder)
+    meta, images = merge_images(merge_folder)
     if (meta["width"], meta["height"]) != (scene.render.resolution_x, scene.render.resolution_y):
         raise FaceGraftError(f"{merge_folder}: merged at {meta['width']}x{meta['height']}, the "
                              f"scene renders {scene.render.resolution_x}x"
                              f"{scene.render.resolution_y}")
     face.data.materials.clear()
-    face.data.materials.append(_face_material(swap, meta))
+    face.data.materials.append(_face_material(images["swap"], meta))
     _render_settings(scene)
-    _compositor(scene, swap, matte, meta, Path(exr_folder))
+    _compositor(scene, images, meta, Path(exr_folder))
     return meta
 
 

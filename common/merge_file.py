@@ -1,16 +1,20 @@
 """The merge folder: the swapped faces in plate space and their matte. The one module
 that reads it (the merge stage writes it; the compositor, delivery and the panel read it).
 
-Format ``facegraft.merge`` version 1: ``SHOT/merge_<profile>/`` with two PNG sequences
-numbered by *scene* frame (footage frame + 1, as in the built scene), one file per frame
-of the track so Blender reads them as plain image sequences:
+Format ``facegraft.merge`` version 2 (1 had no occlusion): ``SHOT/merge_<profile>/`` with
+three PNG sequences numbered by *scene* frame (footage frame + 1, as in the built scene),
+one file per frame of the track so Blender reads them as plain image sequences:
 
 - ``swap/swap_<frame:06d>.png``: RGBA 8-bit, the swapped face warped to the plate, colour
   matched; alpha = the network's predicted alpha on the mesh (fully transparent where
   there is no swap);
 - ``matte/matte_<frame:06d>.png``: 8-bit grey, the matte the compositor lays the face
   with: the source-shaped mesh's coverage (mouth interior from the swap or the plate),
-  eroded, faded where the surface turns away from the camera, feathered;
+  eroded, faded where the surface turns away from the camera, feathered, and cut where
+  something stands in front of the face;
+- ``occlusion/occlusion_<frame:06d>.png``: 8-bit grey, what stands in front of the face
+  (255: an occluder): the model's occlusion matte, or the artist's corrected frame from
+  ``SHOT/occlusion_corrected/`` where there is one;
 
 and ``meta.json``: format, version, frame_count, first_scene_frame, width, height, swap
 (the model folder), options, plate_grain (the plate's noise level, 0..1), inputs_key,
@@ -24,10 +28,11 @@ from pathlib import Path
 from .stage_folders import read_meta
 
 MERGE_FORMAT = "facegraft.merge"
-MERGE_VERSION = 1
+MERGE_VERSION = 2
 COLOR_MODES = ("none", "mean", "meanstd", "hist")  # colour matching in Lab
 MOUTH_MODES = ("swap", "plate")  # where the mouth interior comes from
-SEQUENCES = ("swap", "matte")
+SHADING_MODES = ("render", "none")  # the face's broad shading from the CG render, or not
+SEQUENCES = ("swap", "matte", "occlusion")
 
 
 def sequence_name(kind: str, scene_frame: int) -> str:

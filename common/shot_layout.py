@@ -20,6 +20,8 @@ written next to the footage itself::
                              previews/, preview_latest.png
       swap_<profile>/        swapped aligned faces (common/swap_file.py)
       merge_<profile>/       the swap in plate space + matte (common/merge_file.py)
+      occlusion_corrected/   an artist's corrections of the occlusion matte, by scene
+                             frame (occlusion_<frame>.png); FaceGraft never writes here
       shot.blend             the composite scene, renders final/ and exr/
       final/final_<frame>.png, exr/facegraft_<frame>.exr   numbered by scene frame
       final/render.json      what the final frames were rendered from
@@ -124,6 +126,10 @@ class ShotLayout:
 
     def merge(self, profile: str) -> Path:
         return self.root / f"merge_{profile}"
+
+    @property
+    def occlusion_corrected(self) -> Path:
+        return self.root / "occlusion_corrected"
 
     @property
     def composite_blend(self) -> Path:

@@ -22,7 +22,7 @@ import argparse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .merge_file import COLOR_MODES, MOUTH_MODES
+from .merge_file import COLOR_MODES, MOUTH_MODES, SHADING_MODES
 from .profiles import GUIDE_NAMES, PROFILE_NAMES, PROFILES
 from .shot_layout import ROLES, SOURCE_IDENTITY_KEY, ShotLayout
 
@@ -57,6 +57,13 @@ def fraction(text: str) -> float:
     value = _number(float, text)
     if not 0 <= value < 0.25:
         raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 0.25, got {text}")
+    return value
+
+
+def detail_gain(text: str) -> float:
+    value = _number(float, text)
+    if not 0 <= value <= 4:
+        raise argparse.ArgumentTypeError(f"expected a gain from 0 to 4, got {text}")
     return value
 
 
@@ -196,7 +203,7 @@ STAGES: tuple[Stage, ...] = (
                      type=pixel, metavar="X,Y"),
               Option(("--faces",), "how many faces MediaPipe looks for (default 1, or 4 with "
                      "--pick)", dest="num_faces", type=positive_int),
-              WORKERS, FORCE)),
+              WORKERS, FORCE), revision=2),
     Stage("build", "Build Scene", BLENDER, "build the Blender scene of a tracked footage",
           "addon.build:build_blend", "SHOT/<role>/track.npz",
           "SHOT/<role>/scene.blend, face_shape.pc2", (SHOT, ROLE, VIDEO), progress=False),
@@ -248,14 +255,20 @@ STAGES: tuple[Stage, ...] = (
                      metavar="FIRST:END"),
               FORCE)),
     Stage("merge", "Merge", WORKER, "the swapped faces back in plate space, with a matte",
-          "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/",
+          "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
               SHOT, PROFILE, COLOR,
               Option(("--erode",), "matte erosion, fraction of the crop width",
                      type=fraction, default=0.015),
               Option(("--feather",), "matte feather, fraction of the crop width",
                      type=fraction, default=0.03),
-              MOUTH, FORCE)),
+              MOUTH,
+              Option(("--shading",), "the face's broad shading from the CG render of the "
+                     "source's texture under the plate's light, or as the model made it",
+                     choices=SHADING_MODES, default="render"),
+              Option(("--detail",), "how much of the source texture's fine detail to add at "
+                     "the plate's resolution (0 to 4)", type=detail_gain, default=1.0),
+              FORCE), revision=2),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",
@@ -265,7 +278,8 @@ STAGES: tuple[Stage, ...] = (
                      type=scene_frames, metavar="FIRST:LAST"))),
     Stage("eval", "Evaluate", WORKER,
           "identity, expression, jitter and sharpness of the merged frames",
-          "ml.evaluate:evaluate_shot", "SHOT/merge_<profile>/, the footage, the datasets",
+          "ml.evaluate:evaluate_shot",
+          "SHOT/final/ (or SHOT/merge_<profile>/), the footage, the datasets",
           "SHOT/eval.json", (
               SHOT, PROFILE,
               Option(("--self-reenactment",), "the source is the plate's person: score "
@@ -295,6 +309,11 @@ STAGES: tuple[Stage, ...] = (
           progress=False),
 )
 STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+def revision(stage: str) -> int:
+    """The stage's revision, for the keys that decide whether its output is up to date."""
+    return STAGES_BY_NAME[stage].revision
 
 
 def build_parser(prog: str = "facegraft") -> argparse.ArgumentParser:
@@ -452,7 +471,7 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
              ("composite", *shot, *profile), (plate.scene, layout.merge(s.profile)),
              (layout.final,), reads=(plate.scene, layout.composite_blend)),
         Step("eval", "Evaluate", "eval", SECTIONS[3], ("eval", *shot, *profile),
-             (layout.merge(s.profile), source.dataset(size)), (layout.eval_report,)),
+             (layout.final, source.dataset(size)), (layout.eval_report,)),
         Step("deliver", "Deliver", "deliver", SECTIONS[3], ("deliver", *shot, *profile),
              (layout.final, layout.eval_report, layout.merge(s.profile)),
              tuple(layout.root / name for name in ("final.mp4", "contact_sheet.png",

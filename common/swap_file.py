@@ -1,7 +1,9 @@
 """Swapped faces of a shot's plate: the one module that reads the folder.
 
-Format ``facegraft.swap`` version 1: ``SHOT/swap_<profile>/`` with ``rgba.npy``
+Format ``facegraft.swap`` version 2: ``SHOT/swap_<profile>/`` with ``rgba.npy``
 (N, R, R, 4) uint8 (aligned crops: the swapped face and its predicted alpha),
+``occlusion.npy`` (N, R, R) uint8 (255 where something stands in front of the plate's
+face: the occlusion head's matte, 0 everywhere for a model without one),
 ``present.npy`` (N,) bool and ``meta.json`` (model, step, guides used, resolution,
 inputs_key). No torch here: the merge and the add-on read it too.
 """
@@ -15,11 +17,12 @@ import numpy as np
 from .stage_folders import read_meta
 
 SWAP_FORMAT = "facegraft.swap"
-SWAP_VERSION = 1
+SWAP_VERSION = 2
 
 
 def load_swap(folder: Path) -> dict:
     folder = Path(folder)
     meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")
     return {"rgba": np.load(folder / "rgba.npy", mmap_mode="r"),
+            "occlusion": np.load(folder / "occlusion.npy", mmap_mode="r"),
             "present": np.load(folder / "present.npy"), "meta": meta}

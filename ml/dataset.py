@@ -21,6 +21,7 @@ from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, written_folder
+from ..common.stage_table import revision
 from ..common.track_file import load_track_with_faces
 from ..pipeline.video import probe_video, read_frames
 
@@ -40,7 +41,8 @@ def make_dataset(shot: Path, role: str = "plate", size: int = 256, video: Path |
         raise FaceGraftError(f"{video}: not the video {footage.track} was tracked from")
     folder = footage.dataset(size)
     key = hashlib.sha256(json.dumps(
-        [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION]).encode()).hexdigest()
+        [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION, revision("dataset")]
+    ).encode()).hexdigest()
     if not force and is_up_to_date(folder, key):
         Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder

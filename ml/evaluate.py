@@ -1,9 +1,10 @@
 """``facegraft eval``: the figures a judge would look at, per frame and for the shot, in
 ``SHOT/eval.json``.
 
-Measured on the *merged* frames (the plate with the merged swap laid over it by its
-matte: the final frame without the compositor's grain), in the aligned crop at
-``EVAL_SIZE`` px, unless said otherwise:
+Measured on the final frames the composite rendered (``SHOT/final/``), in the aligned crop
+at ``EVAL_SIZE`` px, unless said otherwise; where a frame is not rendered yet, on the
+merged frame (the plate with the merged swap laid over it by its matte: the final frame
+without the compositor's grain and grade):
 
 - ``identity``: dlib's face-recognition distance of each frame to the source person (the
   mean embedding of frames of the source footage) and to the plate performer (of the
@@ -15,8 +16,10 @@ matte: the final frame without the compositor's grain), in the aligned crop at
   output keep the plate's expression and pose?
 - ``jitter_ratio``: frame-to-frame jitter of those landmarks (in plate pixels) over the
   jitter of the plate's own raw landmarks: 1 = the swap shakes as much as the footage.
-- ``sharpness_ratio``: high-frequency energy (mean squared Laplacian) of the merged face
-  over the plate's, at plate resolution, where the matte is full: 1 = as sharp.
+- ``sharpness_ratio``: high-frequency energy (mean squared Laplacian) of the face over the
+  plate's, at plate resolution, where the matte is full: 1 = as sharp;
+  ``sharpness_ratio_merged`` the same without the compositor's grain (the detail the
+  swap itself carries).
 - ``ssim``, ``psnr`` (``--self-reenactment``, the source is the plate's person on other
   frames): the merged face against the real frame inside the face mask; ``ssim_model``
   the same for the model's own output at its resolution.
@@ -61,6 +64,8 @@ def evaluate_shot(shot: Path, profile: str = "cpu", self_reenactment: bool = Fal
     metrics.update(expression_metrics(layout, frames))
     metrics.update(identity_metrics(layout, frames))
     metrics["sharpness_ratio"] = float(np.nanmean(frames["sharpness"]))
+    metrics["sharpness_ratio_merged"] = float(np.nanmean(frames["sharpness_merged"]))
+    metrics["final_frames"] = frames["final_frames"]
     if self_reenactment:
         metrics.update(similarity_metrics(layout, name, frames))
     metrics["seconds"] = round(time.perf_counter() - started, 2)
@@ -81,7 +86,8 @@ def merged_frames(layout: ShotLayout, profile: str) -> dict:
     info = probe_video(Path(track.meta["video"]))
     start = int(track.meta["start"])
     scale = np.array([[EVAL_SIZE / size], [EVAL_SIZE / size]])
-    out = {"rows": [], "crops": [], "merged": [], "plate": [], "mask": [], "sharpness": []}
+    out = {"rows": [], "crops": [], "merged": [], "plate": [], "mask": [], "sharpness": [],
+           "sharpness_merged": [], "final_frames": 0}
     for index, plate in read_frames(info, start, start + track.frame_count):
         row = index - start
         if not data["present"][row]:
@@ -95,6 +101,11 @@ def merged_frames(layout: ShotLayout, profile: str) -> dict:
                                  f"Merge again)")
         alpha = matte[..., None].astype(np.float32) / 255
         merged = (plate * (1 - alpha) + swap[..., 2::-1] * alpha).round().astype(np.uint8)
+        out["sharpness_merged"].append(sharpness_ratio(merged, plate, matte))
+        final = cv2.imread(str(layout.final_frame(meta["first_scene_frame"] + row)))
+        if final is not None and final.shape == plate.shape:
+            merged = final[..., ::-1]
+            out["final_frames"] += 1
         crop = np.asarray(data["crops"][row]) * scale
         warp = for_opencv(crop)
         out["rows"].append(row)
@@ -112,7 +123,8 @@ def merged_frames(layout: ShotLayout, profile: str) -> dict:
     rows = np.asarray(out["rows"])
     out.update(rows=rows, crops=np.asarray(out["crops"]), merged=np.asarray(out["merged"]),
                plate=np.asarray(out["plate"]), mask=np.asarray(out["mask"]), track=track,
-               per_frame={"row": rows.tolist(), "sharpness_ratio": _listed(out["sharpness"])})
+               per_frame={"row": rows.tolist(), "sharpness_ratio": _listed(out["sharpness"]),
+                          "sharpness_ratio_merged": _listed(out["sharpness_merged"])})
     return out
 
 

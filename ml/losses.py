@@ -44,3 +44,13 @@ def reconstruction_loss(rgb, mask_logits, batch, region_weight: float):
     mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask)
     return l1 + ssim + 0.5 * mask_loss, {"l1": l1.item(), "ssim": ssim.item(),
                                           "mask": mask_loss.item()}
+
+
+def occlusion_loss(logits: torch.Tensor, coverage: torch.Tensor, face: torch.Tensor
+                   ) -> torch.Tensor:
+    """Binary cross-entropy of the occlusion head against the pasted occluders' coverage
+    (B, 1, R, R), counted fully on and around the face and a quarter elsewhere."""
+    near_face = F.max_pool2d(face, 9, stride=1, padding=4)
+    weight = 0.25 + 0.75 * near_face
+    loss = F.binary_cross_entropy_with_logits(logits, coverage, weight=weight, reduction="sum")
+    return loss / weight.sum()

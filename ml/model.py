@@ -54,6 +54,8 @@ class SwapConfig:
     identities: int = 2  # 0: source, 1: target (plate)
     guides: tuple[str, ...] = ALL_GUIDES  # which guide sets condition the decoders
     texture_base: bool = True  # the decoder corrects the texture render (with "texture")
+    occlusion: bool = True  # an occlusion head: what stands in front of the face
+    occlusion_channels: int = 16  # its width at full resolution
 
     @property
     def use_guides(self) -> bool:
@@ -72,6 +74,7 @@ class SwapConfig:
         if "use_guides" in values:  # checkpoints before the guide sets: mesh or nothing
             values["guides"] = ("mesh",) if values.pop("use_guides") else ()
             values.setdefault("texture_base", False)
+        values.setdefault("occlusion", False)  # checkpoints before the occlusion head
         values["guides"] = tuple(values.get("guides", ALL_GUIDES))
         unknown = [name for name in values["guides"] if name not in GUIDE_SETS]
         if unknown:
@@ -181,12 +184,41 @@ class Decoder(nn.Module):
         return torch.sigmoid(colour), self.to_mask(x)
 
 
+class OcclusionNet(nn.Module):
+    """A small U-Net: from a crop and its face coverage, the logits of what stands in front
+    of the face (hands, hair, glasses, a microphone). Unlike the decoders it has skip
+    connections: an occluder's outline is a detail of this very frame. It works at half
+    the crop's resolution (a quarter of the cost; the matte is smoothed and warped to the
+    plate anyway) and answers at full resolution."""
+
+    def __init__(self, config: SwapConfig):
+        super().__init__()
+        width = config.occlusion_channels
+        self.down = nn.ModuleList([ConvBlock(4, width), ConvBlock(width, width * 2, 2),
+                                   ConvBlock(width * 2, width * 4, 2)])
+        self.up = nn.ModuleList([ConvBlock(width * 6, width * 2), ConvBlock(width * 3, width)])
+        self.out = nn.Conv2d(width, 1, 1)
+
+    def forward(self, image: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+        skips = []
+        size = image.shape[-2:]
+        x = F.avg_pool2d(torch.cat([image, coverage], dim=1), 2)
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
+
+
 class SwapModel(nn.Module):
     def __init__(self, config: SwapConfig):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoders = nn.ModuleList(Decoder(config) for _ in range(config.identities))
+        self.occlusion = OcclusionNet(config) if config.occlusion else None
 
     def forward(self, image: torch.Tensor, guides: torch.Tensor | None, identity: int):
         """(B, 3, R, R) crops in 0..1 and (B, GUIDE_CHANNELS, R, R) guides -> RGB in 0..1

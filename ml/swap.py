@@ -19,6 +19,7 @@ from ..common.profiles import get_profile
 from ..common.progress import Progress
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
+from ..common.stage_table import revision
 from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION
 from ..pipeline.texture import load_texture, texture_key
 from .checkpoint import load_checkpoint, read_sidecar, restore
@@ -52,7 +53,8 @@ def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, layout: S
     except FaceGraftError:
         return None  # reported where the inputs are loaded
     return hashlib.sha256(json.dumps([sidecar["weights_sha256"], data_key, guides_key, textures,
-                                     frames, SWAP_VERSION]).encode()).hexdigest()
+                                     frames, SWAP_VERSION, revision("swap")]).encode()
+                          ).hexdigest()
 
 
 def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None = None,
@@ -104,21 +106,35 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, row
     model.to(device)
     rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
                                      shape=(n, size, size, 4))
+    occlusion = np.lib.format.open_memmap(partial / "occlusion.npy", mode="w+",
+                                          dtype=np.uint8, shape=(n, size, size))
     present = np.zeros(n, bool)
-    with torch.no_grad():
-        for first in range(0, len(rows), batch_size):
-            chunk = rows[first:first + batch_size]
-            image = torch.from_numpy(np.asarray(data["rgb"][chunk])).permute(0, 3, 1, 2)
-            arrays = guide_arrays(vars(guides), chunk, *(textures or (None, None)),
-                                  model.config.guides)
-            cond = guides_tensor(arrays, model.config.guides)
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=device.type == "cuda"):
-                rgb, mask = model(image.float().to(device) / 255,
-                                  cond.to(device) if model.config.use_guides else None, SOURCE)
-            out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
-            rgba[chunk] = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-            present[chunk] = True
-            progress.update(first + len(chunk))
+    for first in range(0, len(rows), batch_size):
+        chunk = rows[first:first + batch_size]
+        rgba[chunk], occlusion[chunk] = _swap_batch(model, data, guides, textures, chunk, device)
+        present[chunk] = True
+        progress.update(first + len(chunk))
     rgba.flush()
+    occlusion.flush()
     return present
+
+
+@torch.no_grad()
+def _swap_batch(model: SwapModel, data: dict, guides, textures: tuple | None,
+                rows: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """The source decoder's RGBA and the occlusion head's matte (uint8) of ``rows``."""
+    image = torch.from_numpy(np.asarray(data["rgb"][rows])).permute(0, 3, 1, 2)
+    image = image.float().to(device) / 255
+    arrays = guide_arrays(vars(guides), rows, *(textures or (None, None)), model.config.guides)
+    cond = guides_tensor(arrays, model.config.guides).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        rgb, mask = model(image, cond if model.config.use_guides else None, SOURCE)
+        occluded = None
+        if model.occlusion is not None:  # what covers the plate's own face
+            face = torch.from_numpy(np.asarray(data["mask"][rows]) > 0).float()
+            occluded = torch.sigmoid(model.occlusion(image, face.unsqueeze(1).to(device)))
+    out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
+    as_bytes = lambda t: (t.cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    occlusion = (as_bytes(occluded.float()[:, 0]) if occluded is not None
+                 else np.zeros((len(rows), *image.shape[-2:]), np.uint8))
+    return as_bytes(out.permute(0, 2, 3, 1)), occlusion

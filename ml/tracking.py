@@ -43,6 +43,7 @@ from ..common.progress import Progress
 from ..common.quiet_stderr import quiet_native_stderr
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
+from ..common.stage_table import revision
 from ..common.track_file import TRACK_VERSION, Track, read_track_meta, save_track
 from ..pipeline.video import VideoInfo, probe_video, read_frames
 from .smoothing import OneEuroParams, filter_present
@@ -61,9 +62,6 @@ MAX_CANONICAL_ERROR = 0.10  # rigid error against the canonical face beyond whic
 CONFIDENCE_SCALE = 0.05  # rigid error (inter-ocular units) at which confidence is 1/e
 MIN_FRAMES_PER_WORKER = 120  # below this a second process costs more than it saves
 PICK_DEFAULT_FACES = 4
-# Part of every track's inputs key: bump it whenever the same inputs would now give a
-# different track, so that reruns after an upgrade do not keep a stale one.
-TRACKER_REVISION = 2
 MIN_IOU = 0.2
 
 
@@ -381,7 +379,7 @@ def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> s
     settings = {
         "video_sha256": video_sha, "start": start, "end": end, "pick": pick,
         "num_faces": num_faces, "bundle": BUNDLE_SHA256, "track_version": TRACK_VERSION,
-        "tracker_revision": TRACKER_REVISION,
+        "tracker_revision": revision("track"),
         "filters": {k: v.to_dict() for k, v in FILTERS.items()},
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()

@@ -31,8 +31,9 @@ from ..common.progress import Progress
 from ..common.shot_layout import CHECKPOINT_SIDECAR, FootageFolder, ShotLayout
 from ..pipeline.texture import Texture, load_texture, render_face
 from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
-from .losses import reconstruction_loss
+from .losses import occlusion_loss, reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
+from .occluders import paste_occluders
 
 
 @dataclass
@@ -105,7 +106,7 @@ def guide_arrays(data: dict, rows: np.ndarray, albedo_of: Texture | None,
     arrays = {name: np.asarray(data[name][rows]) for name in ("normals", "uv", "region", "iris")}
     if "texture" in guides:
         arrays["render"] = np.stack([
-            render_face(albedo_of.albedo, arrays["uv"][i], arrays["normals"][i],
+            render_face(albedo_of, arrays["uv"][i], arrays["normals"][i],
                         arrays["region"][i], light_of.lighting[row])
             for i, row in enumerate(rows)])
     return arrays
@@ -201,19 +202,34 @@ def _to_device(model: SwapModel, optimizer, device: torch.device) -> None:
 
 
 def _training_step(model: SwapModel, batches: tuple, generator: torch.Generator,
-                   device: torch.device, region_weight: float) -> tuple[float, dict]:
+                   rng: np.random.Generator, device: torch.device, region_weight: float
+                   ) -> tuple[float, dict]:
     """Forward and backward of both identities; returns the mean loss and its parts."""
     parts, loss_total = {}, 0.0
     for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
+        inputs, coverage = batch["rgb"], None
+        if model.occlusion is not None:  # occluders over the input; the target stays clean
+            donors = (batches[1 - identity]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy()
+            occluded, pasted = paste_occluders(batch["rgb"].permute(0, 2, 3, 1).numpy(),
+                                               batch["mask"][:, 0].numpy(), rng, donors)
+            inputs = torch.from_numpy(occluded).permute(0, 3, 1, 2)
+            coverage = torch.from_numpy(pasted).unsqueeze(1).to(device)
         batch = {k: v.to(device) for k, v in batch.items()}
-        inputs = augment(batch["rgb"], generator)
+        inputs = inputs.to(device)
+        warped = augment(inputs, generator)
         guides = batch["guides"] if model.config.use_guides else None
         if device.type == "cuda":
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+            warped = warped.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            rgb, mask_logits = model(inputs, guides, identity)
+            rgb, mask_logits = model(warped, guides, identity)
+            occlusion = (model.occlusion(inputs, batch["mask"]) if coverage is not None
+                         else None)
         loss, values = reconstruction_loss(rgb.float(), mask_logits.float(), batch,
                                            region_weight)
+        if occlusion is not None:
+            values["occlusion"] = occlusion_loss(occlusion.float(), coverage, batch["mask"])
+            loss = loss + values["occlusion"]
+            values["occlusion"] = values["occlusion"].item()
         loss.backward()
         loss_total += loss.item()
         name = "source" if identity == SOURCE else "target"
@@ -262,12 +278,13 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
         while not ((options.steps is not None and step >= options.steps)
                    or (deadline is not None and elapsed() >= deadline)):
             generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
+            rng = np.random.default_rng(options.seed * 1_000_003 + step)
             batches = tuple(
                 data.batch(data.rows[torch.randint(len(data.rows), (half,),
                                                    generator=generator).numpy()])
                 for data in (source, target))
             optimizer.zero_grad(set_to_none=True)
-            loss, parts = _training_step(model, batches, generator, device,
+            loss, parts = _training_step(model, batches, generator, rng, device,
                                          options.region_weight)
             optimizer.step()
             step += 1

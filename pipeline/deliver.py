@@ -24,6 +24,7 @@ from ..common.shot_layout import ShotLayout
 from ..common.swap_file import load_swap
 from ..common.track_file import load_track
 from .run_all import read_state
+from .texture import load_texture, render_face, texture_key
 from .video import probe_video, read_frames
 
 SHEET_ROWS = 4
@@ -61,11 +62,18 @@ def _tile(image: np.ndarray) -> np.ndarray:
 
 
 def write_contact_sheet(layout: ShotLayout, swap_folder: Path) -> Path:
-    """Rows of (plate, guides, swap, final) in the aligned crop of sampled frames."""
+    """Rows of (plate, CG render, swap, final) in the aligned crop of sampled frames: the
+    CG render is the source's texture on the source-shaped mesh under the plate's light
+    (the mesh's normals where there is no texture)."""
     swapped = load_swap(swap_folder)
     size = swapped["meta"]["resolution"]
     data = load_dataset(layout.plate.dataset(size))
     guides = load_guides(layout.plate.path / swapped["meta"]["guides"])
+    textures = [layout.footage(role).texture for role in ("source", "plate")]
+    if all(texture_key(folder) for folder in textures):
+        textures = [load_texture(folder) for folder in textures]
+    else:
+        textures = None
     start = int(data["meta"]["start"])
     rows = np.flatnonzero(swapped["present"])
     picks = rows[np.linspace(0, len(rows) - 1, min(SHEET_ROWS, len(rows))).round().astype(int)]
@@ -75,14 +83,12 @@ def write_contact_sheet(layout: ShotLayout, swap_folder: Path) -> Path:
         final = read_final(layout, start + row + 1)
         final_crop = cv2.warpAffine(final, for_opencv(crop), (size, size),
                                     flags=cv2.INTER_LINEAR)
-        region = np.asarray(guides.region[row])
-        normals = np.asarray(guides.normals[row]).copy()
-        normals[region == 0] = 0
-        lines.append(np.hstack([_tile(data["rgb"][row]), _tile(normals),
+        cg = _cg_tile(guides, row, textures)
+        lines.append(np.hstack([_tile(data["rgb"][row]), _tile(cg),
                                 _tile(swapped["rgba"][row, ..., :3]), _tile(final_crop)]))
     header = np.full((28, SHEET_TILE * 4, 3), 255, np.uint8)
-    for k, label in enumerate(("plate", "guides", "swap", "final")):
-        cv2.putText(header, label, (k * SHEET_TILE + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+    for k, label in enumerate(("plate", "source texture (CG)", "swap", "final")):
+        cv2.putText(header, label, (k * SHEET_TILE + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.vstack([header, *lines])
     path = layout.contact_sheet
@@ -90,6 +96,17 @@ def write_contact_sheet(layout: ShotLayout, swap_folder: Path) -> Path:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
             raise FaceGraftError(f"{path}: could not write")
     return path
+
+
+def _cg_tile(guides, row: int, textures: list | None) -> np.ndarray:
+    region = np.asarray(guides.region[row])
+    if textures is None:
+        normals = np.asarray(guides.normals[row]).copy()
+        normals[region == 0] = 0
+        return normals
+    source, plate = textures
+    return render_face(source, np.asarray(guides.uv[row]), np.asarray(guides.normals[row]),
+                       region, plate.lighting[row])
 
 
 def final_vs_plate(layout: ShotLayout, merge_folder: Path) -> dict:

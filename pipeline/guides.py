@@ -28,7 +28,7 @@ from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date
-from ..common.stage_table import STAGES_BY_NAME
+from ..common.stage_table import revision
 from ..common.track_file import load_track_with_faces
 
 MIN_FRAMES_PER_WORKER = 200
@@ -44,7 +44,7 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
         raise FaceGraftError(f"{footage.scene}: no such .blend (run Build Scene first)")
     inputs = {"blend_sha256": sha256_of(footage.scene), "track_sha256": sha256_of(footage.track),
               "size": size, "crop_width_cm": DEFAULT_CROP_WIDTH_CM,
-              "revision": STAGES_BY_NAME["guides"].revision}
+              "revision": revision("guides")}
     variants = [None] + ([SOURCE_IDENTITY_KEY] if role == "plate" else [])
     keys = {v: hashlib.sha256(json.dumps({**inputs, "shape_key": v}, sort_keys=True).encode()
                               ).hexdigest() for v in variants}

@@ -19,29 +19,36 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..common.crop import for_opencv
+from ..common.crop import apply, for_opencv, invert
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
-from ..common.guides_file import REGION_LABELS, load_guides
+from ..common.guides_file import REGION_LABELS, Guides, load_guides
 from ..common.merge_file import (
     COLOR_MODES,
     MERGE_FORMAT,
     MERGE_VERSION,
     MOUTH_MODES,
+    SEQUENCES,
+    SHADING_MODES,
     frame_path,
+    sequence_name,
 )
 from ..common.profiles import get_profile
 from ..common.progress import Progress
+from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, written_folder
+from ..common.stage_table import revision
 from ..common.swap_file import load_swap
 from ..common.track_file import load_track
-from .video import probe_video, read_frames
+from .texture import Texture, load_texture, render_face, texture_key, to_linear, to_srgb
+from .video import VideoInfo, probe_video, read_frames
 
 # Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
             cv2.IMWRITE_PNG_STRATEGY_RLE]
 WRITERS = 2  # PNG encoding releases the GIL: encode on both cores while the next frame warps
+SHADED_REGIONS = (REGION_LABELS["skin"], REGION_LABELS["brows"], REGION_LABELS["lips"])
 
 
 @dataclass
@@ -50,6 +57,8 @@ class MergeOptions:
     erode: float = 0.015  # matte erosion, as a fraction of the crop width
     feather: float = 0.03  # matte feather (blur width), as a fraction of the crop width
     mouth: str = "swap"  # the mouth interior from the swap or from the plate
+    shading: str = "render"  # the face's broad shading from the CG render, or as it is
+    detail: float = 1.0  # how much of the texture's fine detail to add at plate resolution
     color_smoothing_s: float = 0.5  # time constant of the colour statistics
 
     def check(self) -> None:
@@ -57,9 +66,13 @@ class MergeOptions:
             raise FaceGraftError(f"colour mode {self.color!r}: choose one of {COLOR_MODES}")
         if self.mouth not in MOUTH_MODES:
             raise FaceGraftError(f"mouth {self.mouth!r}: choose one of {MOUTH_MODES}")
+        if self.shading not in SHADING_MODES:
+            raise FaceGraftError(f"shading {self.shading!r}: choose one of {SHADING_MODES}")
         if not (0 <= self.erode < 0.25 and 0 <= self.feather < 0.25):
             raise FaceGraftError("erode and feather are fractions of the crop width "
                                  "from 0 to 0.25")
+        if not 0 <= self.detail <= 4:
+            raise FaceGraftError("detail is a gain from 0 to 4")
 
 
 def crop_matte(region: np.ndarray, normals: np.ndarray, options: MergeOptions) -> np.ndarray:
@@ -165,70 +178,216 @@ def plate_grain(video: Path, start: int, rows: np.ndarray, crops: np.ndarray,
 
 
 def merge_shot(shot: Path, profile: str = "cpu", color: str = "meanstd", erode: float = 0.015,
-               feather: float = 0.03, mouth: str = "swap", progress_mode: str = "bar",
-               force: bool = False) -> Path:
+               feather: float = 0.03, mouth: str = "swap", shading: str = "render",
+               detail: float = 1.0, progress_mode: str = "bar", force: bool = False) -> Path:
     """Merge the shot's swap of ``profile`` into its merge folder; returns the folder."""
     layout = ShotLayout(shot)
     name = get_profile(profile).name
-    return merge(layout, layout.swap(name), layout.merge(name),
-                 MergeOptions(color=color, erode=erode, feather=feather, mouth=mouth),
-                 progress_mode, force)
+    options = MergeOptions(color=color, erode=erode, feather=feather, mouth=mouth,
+                           shading=shading, detail=detail)
+    return merge(layout, layout.swap(name), layout.merge(name), options, progress_mode, force)
+
+
+@dataclass
+class MergeInputs:
+    """Everything the merge of one swap reads, opened once."""
+
+    swapped: dict
+    guides: Guides  # the swap's (source-shaped) guides
+    data: dict  # the plate's dataset
+    info: VideoInfo
+    options: MergeOptions
+    first_scene_frame: int
+    corrections: Path  # the artist's occlusion frames
+    source_texture: Texture | None = None
+    plate_texture: Texture | None = None
+
+    @property
+    def textured(self) -> bool:
+        return self.source_texture is not None and self.plate_texture is not None
 
 
 def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOptions,
           progress_mode: str = "bar", force: bool = False) -> Path:
     options.check()
-    track = load_track(layout.plate.track)
-    swapped = load_swap(swap_folder)
-    size = swapped["meta"]["resolution"]
-    guides = load_guides(layout.plate.path / swapped["meta"]["guides"])
-    data = load_dataset(layout.plate.dataset(size))
-    n = track.frame_count
-    if len(swapped["present"]) != n or guides.meta["frame_count"] != n:
-        raise FaceGraftError(f"{swap_folder}: made from another track of the plate; "
-                             f"run Swap again")
-    info = probe_video(Path(data["meta"]["video"]))
+    inputs = _open_inputs(layout, swap_folder, options)
     key = hashlib.sha256(json.dumps([
-        swapped["meta"].get("inputs_key"), guides.meta.get("inputs_key"), asdict(options),
-        MERGE_VERSION]).encode()).hexdigest()
+        inputs.swapped["meta"].get("inputs_key"), inputs.guides.meta.get("inputs_key"),
+        asdict(options), [texture_key(layout.footage(r).texture) for r in ("source", "plate")],
+        _corrections_key(inputs.corrections), MERGE_VERSION, revision("merge")]).encode()
+    ).hexdigest()
     if not force and is_up_to_date(folder, key):
         Progress("merge", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     started = time.perf_counter()
-    rows = np.flatnonzero(swapped["present"])
+    rows = np.flatnonzero(inputs.swapped["present"])
     if len(rows) == 0:
         raise FaceGraftError(f"{swap_folder}: no swapped frames to merge")
-    params = _colour_parameters(swapped, guides, data, rows, options, info.fps)
-    grain = plate_grain(info.path, int(track.meta["start"]), rows, np.asarray(guides.crops),
-                        guides.region)
-    start_frame = int(track.meta["start"]) + 1
+    params = _colour_parameters(inputs, rows)
+    grain = plate_grain(inputs.info.path, inputs.first_scene_frame - 1, rows,
+                        np.asarray(inputs.guides.crops), inputs.guides.region)
+    n = len(inputs.swapped["present"])
     progress = Progress("merge", n, progress_mode)
     with written_folder(folder, progress) as partial:
-        _write_frames(partial, swapped, guides, params, options, info, start_frame, progress)
+        _write_frames(partial, inputs, params, progress)
         seconds = time.perf_counter() - started
         (partial / "meta.json").write_text(json.dumps({
             "format": MERGE_FORMAT, "version": MERGE_VERSION, "frame_count": n,
-            "first_scene_frame": start_frame, "width": info.width, "height": info.height,
-            "swap": swapped["meta"]["model"], "options": asdict(options),
-            "plate_grain": grain, "inputs_key": key, "seconds": round(seconds, 3),
-            "fps": round(n / seconds, 1),
+            "first_scene_frame": inputs.first_scene_frame, "width": inputs.info.width,
+            "height": inputs.info.height, "swap": inputs.swapped["meta"]["model"],
+            "options": asdict(options), "plate_grain": grain, "inputs_key": key,
+            "seconds": round(seconds, 3), "fps": round(n / seconds, 1),
         }, indent=1))
     progress.finish(output=str(folder), frames=n)
     return folder
 
 
-def _colour_parameters(swapped: dict, guides, data: dict, rows: np.ndarray,
-                       options: MergeOptions, fps: float) -> list:
+def _open_inputs(layout: ShotLayout, swap_folder: Path, options: MergeOptions) -> MergeInputs:
+    track = load_track(layout.plate.track)
+    swapped = load_swap(swap_folder)
+    size = swapped["meta"]["resolution"]
+    guides = load_guides(layout.plate.path / swapped["meta"]["guides"])
+    data = load_dataset(layout.plate.dataset(size))
+    if len(swapped["present"]) != track.frame_count or \
+            guides.meta["frame_count"] != track.frame_count:
+        raise FaceGraftError(f"{swap_folder}: made from another track of the plate; "
+                             f"run Swap again")
+    inputs = MergeInputs(swapped, guides, data, probe_video(Path(data["meta"]["video"])),
+                         options, int(track.meta["start"]) + 1, layout.occlusion_corrected)
+    if texture_key(layout.source.texture) and texture_key(layout.plate.texture):
+        inputs.source_texture = load_texture(layout.source.texture)
+        inputs.plate_texture = load_texture(layout.plate.texture)
+    return inputs
+
+
+def _corrections_key(folder: Path) -> list:
+    """The artist's occlusion frames by name and content."""
+    if not folder.is_dir():
+        return []
+    return [[p.name, sha256_of(p)] for p in sorted(folder.glob("occlusion_*.png"))]
+
+
+def _render(inputs: MergeInputs, row: int, arrays: dict) -> np.ndarray:
+    """The source's texture through guide arrays (crop or plate space) under the plate's
+    light of ``row``."""
+    return render_face(inputs.source_texture, arrays["uv"], arrays["normals"], arrays["region"],
+                       inputs.plate_texture.lighting[row])
+
+
+def corrected_face(inputs: MergeInputs, row: int) -> np.ndarray:
+    """The swapped crop (RGB uint8), its broad shading taken from the CG render under the
+    plate's light when asked (the network's blotches go, the plate's light stays)."""
+    face = np.asarray(inputs.swapped["rgba"][row, ..., :3])
+    if inputs.options.shading != "render" or not inputs.textured:
+        return face
+    guides = {name: np.asarray(getattr(inputs.guides, name)[row])
+              for name in ("uv", "normals", "region")}
+    return broad_shading_from(face, _render(inputs, row, guides), guides["region"])
+
+
+def broad_shading_from(face: np.ndarray, render: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``face`` with the low frequencies of its shading (in linear light) replaced by those
+    of ``render``, over the skin, brows and lips; detail finer than an eighth of the crop
+    stays the face's own."""
+    sigma = face.shape[0] / 12
+    use = np.isin(region, SHADED_REGIONS) & (render.max(axis=2) > 0)
+    weight = cv2.GaussianBlur(use.astype(np.float32), (0, 0), sigma)
+    lin_face, lin_render = to_linear(face), to_linear(render)
+
+    def low(image: np.ndarray) -> np.ndarray:
+        blurred = cv2.GaussianBlur(image * use[..., None], (0, 0), sigma)
+        return blurred / np.maximum(weight, 1e-3)[..., None]
+
+    ratio = np.clip(low(lin_render) / np.maximum(low(lin_face), 1e-3), 0.6, 1.6)
+    ratio = np.where(weight[..., None] > 0.05, ratio, 1.0)
+    return to_srgb(lin_face * ratio)
+
+
+def _colour_parameters(inputs: MergeInputs, rows: np.ndarray) -> list:
     """Each frame's colour transfer parameters, measured on the skin, smoothed over time."""
-    params: list[np.ndarray | None] = [None] * len(swapped["present"])
+    options, guides, data = inputs.options, inputs.guides, inputs.data
+    params: list[np.ndarray | None] = [None] * len(inputs.swapped["present"])
     if options.color == "none":
         return params
     for row in rows:
         skin = (np.asarray(guides.region[row]) == REGION_LABELS["skin"]) & (
             np.asarray(data["mask"][row]) > 0)
-        params[row] = color_statistics(swapped["rgba"][row, ..., :3], data["rgb"][row], skin,
+        params[row] = color_statistics(corrected_face(inputs, row), data["rgb"][row], skin,
                                        options.color)
-    return smooth_over_time(params, options.color_smoothing_s * fps)
+    return smooth_over_time(params, options.color_smoothing_s * inputs.info.fps)
+
+
+def _texture_detail(inputs: MergeInputs, row: int, crop: np.ndarray) -> tuple | None:
+    """The source texture's detail finer than the model's pixels, rendered at plate
+    resolution on the face's box: (detail float32 (h, w, 3), where it goes (h, w) bool,
+    the box (x, y, w, h)); None when there is nothing to add."""
+    if not inputs.textured or inputs.options.detail == 0:
+        return None
+    size = inputs.guides.region.shape[1]
+    corners = apply(invert(crop[None])[0], np.array([[0, 0], [size, 0], [0, size],
+                                                      [size, size]], np.float64)[None])[0]
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int).clip(0)
+    x1 = int(min(np.ceil(corners[:, 0].max()), inputs.info.width))
+    y1 = int(min(np.ceil(corners[:, 1].max()), inputs.info.height))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    box = crop.copy()
+    box[:, 2] += crop[:, :2] @ np.array([x0, y0], np.float64)  # crop <- box pixels
+    warp, shape = for_opencv(box), (x1 - x0, y1 - y0)
+    flags = cv2.WARP_INVERSE_MAP
+    arrays = {name: cv2.warpAffine(np.asarray(getattr(inputs.guides, name)[row]), warp, shape,
+                                   flags=flags | (cv2.INTER_NEAREST if name == "region"
+                                                  else cv2.INTER_LINEAR))
+              for name in ("uv", "normals", "region")}
+    render = _render(inputs, row, arrays).astype(np.float32)
+    render = render.mean(axis=2, keepdims=True)  # luminance only: no colour fringes
+    pixels_per_texel = 1 / np.hypot(crop[0, 0], crop[0, 1])  # plate px per crop px
+    where = np.isin(arrays["region"], SHADED_REGIONS)
+    # The high-pass sees only the face (a blur normalised by the face's coverage): the
+    # edges of the mouth's opening and of the mesh would otherwise add lines.
+    sigma = max(0.7 * pixels_per_texel, 0.5)
+    inside = where.astype(np.float32)
+    low = cv2.GaussianBlur(render[..., 0] * inside, (0, 0), sigma) / np.maximum(
+        cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
+    margin = max(3, int(round(2 * sigma)))
+    inner = cv2.erode(where.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+    detail = (render[..., 0] - low)[..., None] * inputs.options.detail
+    return detail, inner, (x0, y0, x1 - x0, y1 - y0)
+
+
+def _occlusion(inputs: MergeInputs, row: int, crop: np.ndarray) -> np.ndarray:
+    """What stands in front of the face in plate space (uint8, 255: occluded): the
+    artist's corrected frame when there is one, else the occlusion head's matte."""
+    corrected = inputs.corrections / sequence_name("occlusion", inputs.first_scene_frame + row)
+    if corrected.is_file():
+        image = cv2.imread(str(corrected), cv2.IMREAD_GRAYSCALE)
+        if image is None or image.shape != (inputs.info.height, inputs.info.width):
+            raise FaceGraftError(f"{corrected}: not a {inputs.info.width}x{inputs.info.height} "
+                                 f"grey image")
+        return image
+    occlusion = np.asarray(inputs.swapped["occlusion"][row])
+    return cv2.warpAffine(occlusion, for_opencv(crop), (inputs.info.width, inputs.info.height),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+
+def merge_frame(inputs: MergeInputs, row: int, params) -> tuple[np.ndarray, ...]:
+    """One frame in plate space: the swapped face RGBA, its matte and the occlusion."""
+    options, crop = inputs.options, np.asarray(inputs.guides.crops[row])
+    face = np.array(inputs.swapped["rgba"][row])
+    face[..., :3] = apply_color(corrected_face(inputs, row), params, options.color)
+    region = np.asarray(inputs.guides.region[row])
+    face[..., 3] = np.where(region > 0, face[..., 3], 0)
+    matte = crop_matte(region, np.asarray(inputs.guides.normals[row]), options)
+    plate_face, plate_matte = _plate_space(face, matte, crop, inputs.info)
+    detail = _texture_detail(inputs, row, crop)
+    if detail is not None:
+        values, where, (x, y, w, h) = detail
+        window = plate_face[y:y + h, x:x + w, :3].astype(np.float32)
+        window[where] += values[where]  # the same on every channel
+        plate_face[y:y + h, x:x + w, :3] = np.clip(window, 0, 255).round().astype(np.uint8)
+    occlusion = _occlusion(inputs, row, crop)
+    plate_matte = (plate_matte.astype(np.float32) * (1 - occlusion / 255)).round()
+    return plate_face, plate_matte.astype(np.uint8), occlusion
 
 
 def _plate_space(face: np.ndarray, matte: np.ndarray, crop: np.ndarray, info) -> tuple:
@@ -239,33 +398,29 @@ def _plate_space(face: np.ndarray, matte: np.ndarray, crop: np.ndarray, info) ->
             cv2.warpAffine((matte * 255).round().astype(np.uint8), warp, size, flags=flags))
 
 
-def _write_frames(partial: Path, swapped: dict, guides, params: list, options: MergeOptions,
-                  info, start_frame: int, progress: Progress) -> None:
-    """Every frame of the swap and matte sequences, PNG encoding on WRITERS threads."""
+def _write_frames(partial: Path, inputs: MergeInputs, params: list, progress: Progress) -> None:
+    """Every frame of the swap, matte and occlusion sequences, PNG encoding on WRITERS
+    threads."""
+    info = inputs.info
     blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
-    blank_matte = np.zeros((info.height, info.width), np.uint8)
-    crops = np.asarray(guides.crops)
+    blank = np.zeros((info.height, info.width), np.uint8)
     pending: deque = deque()
-    for kind in ("swap", "matte"):
+    for kind in SEQUENCES:
         (partial / kind).mkdir()
     with ThreadPoolExecutor(WRITERS) as writer:
-        def write(path: Path, image: np.ndarray) -> None:
-            pending.append(writer.submit(_write_png, path, image))
+        def write(kind: str, frame: int, image: np.ndarray) -> None:
+            pending.append(writer.submit(_write_png, frame_path(partial, kind, frame), image))
             while len(pending) > 4 * WRITERS:
                 pending.popleft().result()  # bounded memory; raises a write's error here
 
-        for row, present in enumerate(swapped["present"]):
-            plate_face, plate_matte = blank_rgba, blank_matte
+        for row, present in enumerate(inputs.swapped["present"]):
+            face, matte, occlusion = blank_rgba, blank, blank
             if present:
-                face = np.array(swapped["rgba"][row])
-                face[..., :3] = apply_color(face[..., :3], params[row], options.color)
-                region = np.asarray(guides.region[row])
-                face[..., 3] = np.where(region > 0, face[..., 3], 0)
-                matte = crop_matte(region, np.asarray(guides.normals[row]), options)
-                plate_face, plate_matte = _plate_space(face, matte, crops[row], info)
-            write(frame_path(partial, "swap", start_frame + row),
-                  cv2.cvtColor(plate_face, cv2.COLOR_RGBA2BGRA))
-            write(frame_path(partial, "matte", start_frame + row), plate_matte)
+                face, matte, occlusion = merge_frame(inputs, row, params[row])
+            frame = inputs.first_scene_frame + row
+            write("swap", frame, cv2.cvtColor(face, cv2.COLOR_RGBA2BGRA))
+            write("matte", frame, matte)
+            write("occlusion", frame, occlusion)
             progress.update(row + 1)
         while pending:
             pending.popleft().result()

@@ -4,25 +4,29 @@ topology under any frame's light.
 
 Format ``facegraft.texture`` version 1, ``SHOT/<role>/texture/``:
 
-- ``albedo.png``: 1024x1024 sRGB, the face's colour without its shading, in the face
-  mesh's UV layout (row 0 is v = 1, Blender's convention). An artist may paint it: a file
-  that differs from what the stage wrote is theirs and is kept (its lighting is refitted
-  to it).
+- ``albedo.png``: 1024x1024 sRGB, the face's colour in the face mesh's UV layout (row 0
+  is v = 1, Blender's convention) as it looks under the footage's average light. An
+  artist may paint it: a file that differs from what the stage wrote is theirs and is
+  kept.
 - ``coverage.png``: 8-bit, how much of the footage saw each texel (0: filled in).
 - ``lighting.npy`` (N, 3, 9) float32: per frame and colour channel, second-order
   spherical-harmonic shading coefficients in camera space (normals as the guides store
   them), normalised so the shading averages 1 over the shot's face.
-- ``meta.json``: format, version, size, frames used, inputs_key, albedo_sha256 (of the
-  albedo the stage wrote).
+- ``meta.json``: format, version, size, frame_count, inputs_key, albedo_sha256 (of the
+  albedo the stage wrote), albedo_by ("facegraft" or "artist").
 
-How: the light of each frame is fitted to its aligned crop and guide normals, first with
-a constant skin colour, then with the albedo. The albedo is unwrapped from full-resolution
-frames through the track's landmarks (the mesh's vertices in the image), divided by that
-frame's shading, weighted towards frontal, visible, open-eyed and calm views, averaged
-robustly (what differs from the others, say a hand, counts less) and filled where no
-frame saw the face (from the mirrored side of the symmetric UV layout, then smoothly).
-Rendering (``render_face``) samples an albedo through a UV guide and shades it with a
-frame's coefficients and the guide's normals.
+How: the light of each frame is fitted to its aligned crop and guide normals, taking the
+skin for one colour. The albedo is unwrapped from full-resolution frames through the
+track's landmarks (the mesh's vertices in the image), each frame brought to the average
+light (times the ratio of the average shading to the frame's at each texel's normal),
+weighted towards frontal, visible, open-eyed and calm views, averaged robustly (what
+differs from the others, say a hand, counts less) and filled where no frame saw the face
+(from the mirrored side of the symmetric UV layout, then smoothly).
+
+Rendering (``render_face``) samples an albedo through a UV guide and relights it: times
+the ratio of a frame's shading (of any footage) to the albedo's own average shading at
+the guide's normals. Never dividing the texture by a per-texel shading estimate keeps the
+mesh's coarseness out of the colour: only ratios of two smooth shadings are applied.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from ..common.raster import rasterize
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
+from ..common.stage_table import revision
 from ..common.track_file import Track, load_track_with_faces
 from .video import probe_video, read_frames
 
@@ -55,6 +60,7 @@ TEXTURE_VERSION = 1
 TEXTURE_SIZE = 1024
 ALBEDO_FRAMES = 160  # full-resolution frames the albedo is unwrapped from
 LIGHT_SMOOTHING_S = 0.25  # the light changes slowly: per-frame fits are smoothed this much
+LIGHT_FITS = 400  # at most this many frames' light is fitted; the others come from them
 SKIN = REGION_LABELS["skin"]
 LIT_REGIONS = (REGION_LABELS["skin"], REGION_LABELS["brows"], REGION_LABELS["lips"])
 
@@ -78,12 +84,20 @@ def to_srgb(linear: np.ndarray) -> np.ndarray:
     return np.round(c * 255).astype(np.uint8)
 
 
+MAX_RELIGHT = 2.0  # the relighting ratio is kept within [1 / MAX_RELIGHT, MAX_RELIGHT]
+
+
 @dataclass
 class Texture:
     folder: Path
-    albedo: np.ndarray  # (T, T, 3) float32, linear
-    lighting: np.ndarray  # (N, 3, 9) float32
+    albedo: np.ndarray  # (T, T, 3) float32, linear, under the average light
+    lighting: np.ndarray  # (N, 3, 9) float32, per frame
     meta: dict
+
+    @property
+    def average_lighting(self) -> np.ndarray:
+        """(3, 9): the light the albedo was brought to."""
+        return np.nanmean(self.lighting, axis=0)
 
 
 def load_texture(folder: Path) -> Texture:
@@ -115,17 +129,24 @@ def shading(normals: np.ndarray, lighting: np.ndarray) -> np.ndarray:
     return np.maximum(sh_basis(normals) @ lighting.T, 0)
 
 
-def render_face(albedo: np.ndarray, uv: np.ndarray, normals: np.ndarray, region: np.ndarray,
+def relight(normals: np.ndarray, lighting: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """(..., 3) ratio of the shading under ``lighting`` to the shading under ``base``."""
+    ratio = shading(normals, lighting) / np.maximum(shading(normals, base), 1e-3)
+    return np.clip(ratio, 1 / MAX_RELIGHT, MAX_RELIGHT)
+
+
+def render_face(texture: Texture, uv: np.ndarray, normals: np.ndarray, region: np.ndarray,
                 lighting: np.ndarray) -> np.ndarray:
-    """The albedo rendered through a frame's guides (encoded as stored): sRGB uint8
-    (H, W, 3), black where there is no face and in the mouth's interior."""
-    size = albedo.shape[0]
+    """``texture``'s albedo rendered through a frame's guides (encoded as stored) under a
+    frame's ``lighting`` (3, 9): sRGB uint8 (H, W, 3), black where there is no face and in
+    the mouth's interior."""
+    size = texture.albedo.shape[0]
     uv = decode_uv(uv)
     x = uv[..., 0] * size - 0.5
     y = (1 - uv[..., 1]) * size - 0.5
-    colour = cv2.remap(albedo, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
-    lit = colour * shading(decode_normals(normals), lighting)
+    colour = cv2.remap(texture.albedo, x.astype(np.float32), y.astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    lit = colour * relight(decode_normals(normals), lighting, texture.average_lighting)
     face = (region > 0) & (region != REGION_LABELS["mouth_interior"])
     return np.where(face[..., None], to_srgb(lit), 0).astype(np.uint8)
 
@@ -141,20 +162,19 @@ def make_texture(shot: Path, role: str = "plate", size: int = 256, progress_mode
     key = hashlib.sha256(json.dumps([track.meta.get("inputs_key"),
                                      data["meta"].get("inputs_key"),
                                      artist and hashlib.sha256(artist[0]).hexdigest(),
-                                     TEXTURE_VERSION, TEXTURE_SIZE]).encode()).hexdigest()
+                                     TEXTURE_VERSION, TEXTURE_SIZE, revision("texture")]
+                                    ).encode()).hexdigest()
     if not force and is_up_to_date(folder, key):
         Progress("texture", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
-    progress = Progress("texture", 4, progress_mode)
-    lighting = fit_lighting(data, None, track.fps)
+    progress = Progress("texture", 3, progress_mode)
+    lighting = fit_lighting(data, track.fps)
     progress.update(1)
     if artist is not None:
-        image = cv2.imdecode(np.frombuffer(artist[0], np.uint8), cv2.IMREAD_COLOR)
-        albedo, coverage = to_linear(image[..., ::-1]), artist[1]
+        albedo, coverage = None, artist[1]
     else:
         albedo, coverage = unwrap_albedo(track, lighting)
-    progress.update(3)
-    lighting = fit_lighting(data, albedo, track.fps)
+    progress.update(2)
     with written_folder(folder, progress) as partial:
         if artist is not None:  # the artist's file exactly as they saved it
             (partial / "albedo.png").write_bytes(artist[0])
@@ -197,35 +217,25 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         raise FaceGraftError(f"{path}: could not write (disk full or not writable?)")
 
 
-def fit_lighting(data: dict, albedo: np.ndarray | None, fps: float) -> np.ndarray:
-    """Per-frame shading coefficients (N, 3, 9) from the dataset's crops and guide normals:
-    with ``albedo`` None the skin is taken for one colour (a first guess), else the
-    albedo sampled through the UV guide explains the colour. Smoothed over time,
-    normalised to average 1, absent frames held from their neighbours."""
+def fit_lighting(data: dict, fps: float) -> np.ndarray:
+    """Per-frame shading coefficients (N, 3, 9) from the dataset's crops and guide normals,
+    taking the skin for one colour. Smoothed over time, normalised to average 1, absent
+    frames held from their neighbours."""
     n = data["meta"]["frame_count"]
     lighting = np.full((n, 3, 9), np.nan, np.float32)
-    for row in np.flatnonzero(np.asarray(data["present"])):
+    rows = np.flatnonzero(np.asarray(data["present"]))
+    # The light changes slowly: a few fits a second, smoothed over the rest, are enough.
+    for row in rows[::max(1, len(rows) // LIGHT_FITS)]:
         region = np.asarray(data["region"][row])
         normals = decode_normals(np.asarray(data["normals"][row]))
-        use = np.isin(region, [SKIN] if albedo is None else LIT_REGIONS) & (normals[..., 2] > 0.2)
+        use = (region == SKIN) & (normals[..., 2] > 0.2)
         if use.sum() < 50:
             continue
         colour = to_linear(np.asarray(data["rgb"][row]))[use]
         basis = sh_basis(normals[use])
-        if albedo is not None:
-            shade_of = _sample_albedo(albedo, np.asarray(data["uv"][row])[use])
-            colour = colour / np.maximum(shade_of, 0.02)
         for c in range(3):
             lighting[row, c] = _ridge_fit(basis, colour[:, c])
     return _normalised(_smoothed(lighting, LIGHT_SMOOTHING_S * fps), data)
-
-
-def _sample_albedo(albedo: np.ndarray, uv_encoded: np.ndarray) -> np.ndarray:
-    size = albedo.shape[0]
-    uv = decode_uv(uv_encoded)
-    x = np.clip(uv[..., 0] * size - 0.5, 0, size - 1).round().astype(int)
-    y = np.clip((1 - uv[..., 1]) * size - 0.5, 0, size - 1).round().astype(int)
-    return albedo[y, x]
 
 
 def _ridge_fit(basis: np.ndarray, values: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
@@ -311,9 +321,10 @@ def unwrap_albedo(track: Track, lighting: np.ndarray) -> tuple:
     rows = np.flatnonzero(track.present)
     rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), ALBEDO_FRAMES)).round().astype(int)]
     texels = texel_map(working_size(track))
-    total, weight = _accumulate(info, track, rows, lighting, texels, None)
+    average = np.nanmean(lighting, axis=0)
+    total, weight = _accumulate(info, track, rows, lighting, average, texels, None)
     mean = total / np.maximum(weight, 1e-6)[:, None]
-    total, weight = _accumulate(info, track, rows, lighting, texels, mean)  # robust pass
+    total, weight = _accumulate(info, track, rows, lighting, average, texels, mean)  # robust
     albedo = texels.scatter(total / np.maximum(weight, 1e-6)[:, None])
     albedo, coverage = fill_gaps(albedo, texels.scatter(weight))
     if texels.size != TEXTURE_SIZE:
@@ -323,10 +334,10 @@ def unwrap_albedo(track: Track, lighting: np.ndarray) -> tuple:
     return albedo.astype(np.float32), coverage
 
 
-def _accumulate(info, track: Track, rows: np.ndarray, lighting: np.ndarray, texels: TexelMap,
-                mean: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted sums of each texel's delit colour over ``rows``; with ``mean``, samples far
-    from it count less (occluders, specular highlights)."""
+def _accumulate(info, track: Track, rows: np.ndarray, lighting: np.ndarray,
+                average: np.ndarray, texels: TexelMap, mean: np.ndarray | None) -> tuple:
+    """Weighted sums over ``rows`` of each texel's colour brought to the ``average`` light;
+    with ``mean``, samples far from it count less (occluders, specular highlights)."""
     total = np.zeros((len(texels.index), 3), np.float32)
     weight = np.zeros(len(texels.index), np.float32)
     wanted = set(rows.tolist())
@@ -339,7 +350,7 @@ def _accumulate(info, track: Track, rows: np.ndarray, lighting: np.ndarray, texe
         if sample is None:
             continue
         colour, normals, w = sample
-        delit = colour / np.maximum(shading(normals, lighting[row]), 0.05)
+        delit = colour * relight(normals, average, lighting[row])
         if mean is not None:
             distance = np.abs(delit - mean).sum(axis=1)
             w = w / (1 + (distance / 0.1) ** 2)
@@ -362,7 +373,8 @@ def _texel_samples(frame: np.ndarray, track: Track, row: int, texels: TexelMap) 
     points = texels.interpolate(camera)
     facing = -(n * points).sum(axis=1) / np.maximum(np.linalg.norm(points, axis=1), 1e-9)
     visible = _visible(pixels, -camera[:, 2], triangles, at, -points[:, 2])
-    w = np.clip(facing, 0, 1) ** 2 * visible * float(track.confidence[row])
+    # Grazing views smear the background into the face's rim: they count little or nothing.
+    w = np.clip((facing - 0.2) / 0.8, 0, 1) ** 2 * visible * float(track.confidence[row])
     names = track.meta["blendshape_names"]
     blink = max(track.blendshapes[row, names.index("eyeBlinkLeft")],
                 track.blendshapes[row, names.index("eyeBlinkRight")])
@@ -397,17 +409,22 @@ def _visible(pixels: np.ndarray, depth: np.ndarray, triangles: np.ndarray, at: n
     return (texel_depth <= nearest + tolerance_cm).astype(np.float32)
 
 
+MIRROR_WEIGHT = 0.1  # how much a texel's mirror image counts beside the texel itself
+
+
 def fill_gaps(albedo: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Texels no frame saw: from the mirrored texel (the UV layout is left-right
-    symmetric), then a smooth push-pull fill; returns the albedo and its coverage."""
-    good = weight > 0.05 * np.median(weight[weight > 0])
-    mirrored = good[:, ::-1] & ~good
-    albedo = np.where(mirrored[..., None], albedo[:, ::-1], albedo)
-    known = (good | mirrored).astype(np.float32)
-    filled = _push_pull(albedo * known[..., None], known)
-    albedo = np.where(known[..., None] > 0, albedo, filled)
-    coverage = np.clip(weight / np.percentile(weight[good], 90), 0, 1)
-    return albedo, np.round(coverage * 255).astype(np.uint8)
+    """Texels few frames saw take their mirror image (the UV layout is left-right
+    symmetric), blended by weight so no seam shows; what neither side saw is filled
+    smoothly. Returns the albedo and its coverage (uint8)."""
+    scale = np.percentile(weight[weight > 0], 90)
+    own, mirror = weight / scale, weight[:, ::-1] / scale * MIRROR_WEIGHT
+    total = own + mirror
+    mixed = (albedo * own[..., None] + albedo[:, ::-1] * mirror[..., None]) / \
+        np.maximum(total, 1e-6)[..., None]
+    known = np.clip(total / 0.05, 0, 1).astype(np.float32)  # soft: no hard edge
+    filled = _push_pull(mixed * known[..., None], known)
+    albedo = mixed * known[..., None] + filled * (1 - known[..., None])
+    return albedo, np.round(np.clip(total, 0, 1) * 255).astype(np.uint8)
 
 
 def _push_pull(values: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -96,6 +96,7 @@ def test_merge_folder_is_complete_and_reruns_skip(fast_run, tmp_path):
     assert folder == tmp_path / "merge_copy"
     assert len(list((folder / "swap").glob("swap_*.png"))) == 20
     assert len(list((folder / "matte").glob("matte_*.png"))) == 20
+    assert len(list((folder / "occlusion").glob("occlusion_*.png"))) == 20
     face = cv2.imread(str(folder / "swap" / "swap_000005.png"), cv2.IMREAD_UNCHANGED)
     # The swap's alpha (the tiny model's own prediction) lies on the face, nowhere else.
     assert face.shape == (360, 640, 4) and (face[..., 3] > 0).sum() > 2000
@@ -103,3 +104,27 @@ def test_merge_folder_is_complete_and_reruns_skip(fast_run, tmp_path):
     stamp = (folder / "meta.json").stat().st_mtime_ns
     assert merge(layout, swap, folder, options, progress_mode="none") == folder
     assert (folder / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_an_artists_occlusion_frame_cuts_the_matte(fast_run, tmp_path):
+    """A corrected occlusion frame in SHOT/occlusion_corrected replaces the model's for that
+    frame: the matte is cut where it says something stands in front of the face."""
+    layout = ShotLayout(fast_run.out)
+    swap = tmp_path / "swap_copy"
+    shutil.copytree(layout.swap("tiny"), swap)
+    corrections = layout.occlusion_corrected
+    corrections.mkdir()
+    try:
+        occluder = np.zeros((360, 640), np.uint8)
+        occluder[:, :320] = 255  # the artist paints the left half as "in front"
+        cv2.imwrite(str(corrections / "occlusion_000005.png"), occluder)
+        folder = merge(layout, swap, tmp_path / "merge_copy", MergeOptions(),
+                       progress_mode="none")
+    finally:
+        shutil.rmtree(corrections)
+    occlusion = cv2.imread(str(folder / "occlusion" / "occlusion_000005.png"), 0)
+    assert np.array_equal(occlusion, occluder)
+    matte = cv2.imread(str(folder / "matte" / "matte_000005.png"), 0)
+    other = cv2.imread(str(folder / "matte" / "matte_000006.png"), 0)
+    assert matte[:, :320].max() == 0 and matte[:, 320:].max() > 200
+    assert other[:, :320].max() > 200  # the other frames keep their face

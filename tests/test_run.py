@@ -10,16 +10,16 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import FAST_RUN_ARGS, run_args, run_cli
 from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.stage_table import ShotSettings, shot_plan
 
-STAGES = ("track plate", "track source", "build plate", "transfer", "build source",
-          "guides source", "dataset source", "guides plate", "dataset plate", "train", "swap",
-          "merge", "composite", "eval", "deliver")
+STAGES = tuple(step.name for step in shot_plan(Path("shot"), ShotSettings(Path("p"), Path("s"))))
 
 
 def _plate_frames(video, count):
@@ -53,6 +53,7 @@ def test_fast_tier_every_stage_on_20_frames(fast_run, single_face, artifacts):
     for key in ("identity", "expression", "jitter", "timings_s", "speed"):
         assert key in metrics
     assert set(STAGES[:-1]) <= set(metrics["timings_s"])
+    assert "sharpness_ratio" in metrics and "recognised" in metrics["identity"]
     assert metrics["speed"]["merge_fps"] > 0
     # The same figure from the pixels, independently of deliver's own bookkeeping.
     plate = _plate_frames(single_face, 20)
@@ -65,7 +66,7 @@ def test_fast_tier_every_stage_on_20_frames(fast_run, single_face, artifacts):
 
 def test_killed_run_resumes_where_it_stopped(fast_run):
     lines = fast_run.resume.stderr.splitlines()
-    for stage in STAGES[:12]:  # everything before the render was finished: skipped
+    for stage in STAGES[:STAGES.index("composite")]:  # finished before the render: skipped
         assert any(line.endswith(f"] {stage}: up to date") for line in lines), stage
     assert any(line.endswith("] composite") for line in lines)
     # Frames rendered before the kill were kept, not rendered again.

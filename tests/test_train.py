@@ -214,3 +214,25 @@ def test_self_reenactment_cpu_profile_guided_beats_unguided(franck, cli, tmp_pat
     print(json.dumps(runs, indent=1))
     assert runs["guided"]["landmark_nme"] < runs["unguided"]["landmark_nme"]
     assert runs["guided"]["ssim"] > 0.5
+
+
+def test_synthetic_occluders_are_reproducible_and_cover_the_face(tiny_shot):
+    """Training pastes occluders over about half the crops, drawn from the step's seed
+    (a resumed run draws the same ones), each covering part of the face."""
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.ml.occluders import paste_occluders
+
+    data = load_dataset(ShotLayout(tiny_shot).plate.dataset(TINY))
+    images = np.asarray(data["rgb"][:32]).astype(np.float32) / 255
+    face = (np.asarray(data["mask"][:32]) > 0).astype(np.float32)
+    donors = np.asarray(data["rgb"][32:40])
+    first = paste_occluders(images, face, np.random.default_rng(7), donors)
+    again = paste_occluders(images, face, np.random.default_rng(7), donors)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    occluded = first[1].reshape(32, -1).max(axis=1) > 0
+    assert 6 <= occluded.sum() <= 26
+    covered = (first[1] * face).sum(axis=(1, 2)) / face.sum(axis=(1, 2))
+    assert (covered[occluded] > 0.02).all() and (covered[~occluded] == 0).all()
+    changed = np.abs(first[0] - images).max(axis=3) > 0
+    assert not changed[~occluded].any()
