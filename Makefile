@@ -13,12 +13,22 @@ SAMPLES = $${FACEGRAFT_CACHE:-$$HOME/.cache/facegraft}/samples
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,blender]'
 	touch $(STAMP)
+
+# The Blender LTS releases the manifest promises, as Python modules: one venv each with
+# the same pins (pyproject.toml) and that release of bpy, for the Blender-side tests.
+LTS_RELEASES := 4.2.23 4.5.15
+LTS_STAMPS := $(foreach r,$(LTS_RELEASES),.venv-bpy-$(r)/.facegraft-installed)
+LTS_TESTS := tests/test_build.py tests/test_composite.py tests/test_extension.py
+.venv-bpy-%/.facegraft-installed: pyproject.toml
+	test -x .venv-bpy-$*/bin/python || $(PYTHON) -m venv .venv-bpy-$*
+	.venv-bpy-$*/bin/python -m pip install --disable-pip-version-check -e '.[dev]' bpy==$*
+	touch $@
 
 # dlib (prebuilt wheel) and its face-recognition models: the identity figures of eval.
 $(IDENTITY_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,identity]'
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,blender,identity]'
 	$(BIN)/facegraft samples --identity-model
 	touch $(IDENTITY_STAMP)
 
@@ -28,8 +38,11 @@ samples: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) samples lint
+test: $(STAMP) samples lint $(LTS_STAMPS)
 	$(BIN)/python -m pytest -m "not slow"
+	for release in $(LTS_RELEASES); do \
+		.venv-bpy-$$release/bin/python -m pytest -m "not slow" $(LTS_TESTS) || exit 1; \
+	done
 
 test-slow: $(STAMP) samples $(IDENTITY_STAMP)
 	$(BIN)/python -m pytest -m slow
@@ -50,7 +63,7 @@ bench: $(STAMP) samples
 	$(BIN)/python bench/merge.py out/bench/run --profile tiny
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-bpy-*
 
 # The extension zip, built with Blender's own tool (shipped inside the bpy wheel).
 BLENDER_EXT = $(wildcard $(VENV)/lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py)

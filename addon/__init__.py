@@ -6,9 +6,18 @@ twice and reloading all work.
 
 from __future__ import annotations
 
-from . import blender_command, operators, panels, preferences, properties, run_state
+from . import (
+    blender_command,
+    composite_scene,
+    operators,
+    panels,
+    preferences,
+    properties,
+    run_state,
+)
 
-MODULES = (preferences, properties, run_state, operators, panels, blender_command)
+MODULES = (preferences, properties, run_state, composite_scene, operators, panels,
+           blender_command)
 _registered = False
 
 

@@ -16,8 +16,11 @@ def _save_atomic(blend: Path, copy: bool) -> Path:
     # Blender keeps a ".blend1" backup of a file it saves over: give it none to back up.
     os.unlink(tmp)
     try:
-        # relative_remap makes the plate and point-cache paths relative to the .blend's
-        # folder (the temporary file sits beside the final one, so they stay right).
+        if bpy.data.filepath and not copy:  # absolute paths (images loaded since) relative...
+            bpy.ops.file.make_paths_relative()
+        # ...and relative_remap rebases them onto the new .blend's folder (the temporary
+        # file sits beside the final one, so they stay right); a first save makes every
+        # path relative.
         bpy.ops.wm.save_as_mainfile(filepath=tmp, relative_remap=True, compress=False,
                                     copy=copy)
         os.replace(tmp, blend)

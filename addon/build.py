@@ -37,8 +37,9 @@ import numpy as np
 from ..common.canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
 from ..common.errors import FaceGraftError
 from ..common.face_regions import region_vertices
+from ..common.file_checks import blend_is_complete
 from ..common.head_pose import matrix_to_quat_trans, neutral_shape
-from ..common.point_cache import write_pc2
+from ..common.point_cache import pc2_is_complete, write_pc2
 from ..common.samples import sha256_of
 from ..common.shot_layout import FootageFolder, ShotLayout
 from ..common.track_file import Track, load_track
@@ -53,7 +54,7 @@ CM_TO_M = 0.01
 SENSOR_HEIGHT_MM = 24.0
 ROLE = "facegraft_role"
 BUILD_KEY = "facegraft_build_key"  # scene property: build_key() of what was built
-BUILD_REVISION = 1  # bump when the same track builds a different scene
+BUILD_REVISION = 2  # bump when the same track builds a different scene
 
 
 def _hold_absent(values: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -128,6 +129,9 @@ def _setup_scene(scene: bpy.types.Scene, track: Track) -> None:
     scene.frame_start = start + 1
     scene.frame_end = start + track.frame_count
     scene.frame_current = scene.frame_start
+    # The plate is the camera's background, not part of the render: what the scene renders
+    # is laid over the plate in the compositor.
+    scene.render.film_transparent = True
 
 
 def _make_camera(scene, collection, track: Track, plate: Path | None) -> bpy.types.Object:
@@ -211,14 +215,32 @@ def build_blend(shot: Path, role: str = "plate", video: Path | None = None) -> P
     footage = ShotLayout(shot).footage(role)
     track, video = checked_inputs(footage, video)
     key = build_key(footage, video)
-    if footage.scene.is_file():
+    if blend_is_complete(footage.scene) and pc2_is_complete(footage.point_cache):
         bpy.ops.wm.open_mainfile(filepath=str(footage.scene), load_ui=False)
         if bpy.context.scene.get(BUILD_KEY) == key:
             return footage.scene
     bpy.ops.wm.read_homefile(use_empty=True)  # keeps preferences and add-ons enabled
     build_scene(bpy.context.scene, track, footage, video)
+    _new_scene_render_settings(bpy.context.scene)
     bpy.context.scene[BUILD_KEY] = key
     return save_blend_atomic(footage.scene)
+
+
+def _new_scene_render_settings(scene: bpy.types.Scene) -> None:
+    """A scene FaceGraft makes from nothing renders the plate's look: no view transform,
+    8-bit PNG frames, and little to render itself (the face has its own scene, see
+    composite_scene.py): Cycles at one sample. An artist may change any of it."""
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.cycles.device = "CPU"
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.render.dither_intensity = 0.0
+    settings = scene.render.image_settings
+    settings.file_format = "PNG"
+    settings.color_mode = "RGB"
+    settings.color_depth = "8"
 
 
 def build_scene(scene: bpy.types.Scene, track: Track, footage: FootageFolder,

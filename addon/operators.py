@@ -2,10 +2,11 @@
 plan), Run All and Stop.
 
 Worker steps run in the worker process with the same command line ``facegraft run`` uses
-for them, modal with a progress bar; ESC or Stop cancels. The steps that act on the open
-scene (Build Scene, Transfer Geometry, Composite) run here, in the open scene, and keep
-``SHOT/plate/scene.blend`` a copy of it, so the worker steps that read the plate's scene
-(Plate Guides) see what the artist sees.
+for them, modal with a progress bar; ESC or Stop cancels. Build Scene and Transfer
+Geometry act on the open scene here; Composite sets the composite up in the open scene
+(the artist can render it with F12) and renders the shot's frames in the worker. The open
+scene is kept copied to ``SHOT/plate/scene.blend``, so the worker steps that read the
+plate's scene (Plate Guides, Composite) see what the artist sees.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..common.stage_table import Step, shot_plan
 from . import run_state
 from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
-from .composite import image_user, setup_composite
+from .composite_scene import image_user, setup_composite
 from .preferences import get_preferences
 from .properties import absolute, shot_folder, shot_settings
 from .transfer import transfer_into_scene
@@ -115,24 +116,24 @@ def _transfer_in_scene(context, folder: Path) -> None:
 
 
 def _composite_setup(context, folder: Path) -> ShotLayout:
+    """The composite set up in the open scene (its render settings stay the artist's)."""
     layout = ShotLayout(folder)
-    setup_composite(context.scene, layout.merge(context.scene.facegraft.profile), layout.exr)
-    context.scene.render.filepath = str(layout.final / "final_######")
+    blend_folder = Path(bpy.data.filepath).parent if bpy.data.filepath else None
+    setup_composite(context.scene, layout.merge(context.scene.facegraft.profile), layout.exr,
+                    blend_folder)
     return layout
 
 
-def _composite_in_scene(context, folder: Path) -> None:
-    """Set the composite up in the open scene and render the shot's frames with Blender's
-    own animation render (in the UI: its progress and ESC)."""
-    _composite_setup(context, folder).final.mkdir(parents=True, exist_ok=True)
-    if bpy.app.background:
-        bpy.ops.render.render(animation=True)
-    else:
-        bpy.ops.render.render("INVOKE_DEFAULT", animation=True)
+def _before_composite(context, folder: Path) -> None:
+    """Composite in the open scene, then render the shot's frames in the worker from a copy
+    of it (SHOT/plate/scene.blend), as 'facegraft run' does."""
+    _composite_setup(context, folder)
+    save_plate_scene(context, folder)
 
 
-SCENE_STEPS = {"build plate": _build_in_scene, "transfer": _transfer_in_scene,
-               "composite": _composite_in_scene}
+# Steps done here, in the open scene; and what is done here before a step's worker starts.
+SCENE_STEPS = {"build plate": _build_in_scene, "transfer": _transfer_in_scene}
+BEFORE_WORKER = {"guides plate": save_plate_scene, "composite": _before_composite}
 
 
 class WorkerOperator:
@@ -241,8 +242,8 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
                 SCENE_STEPS[step.name](context, folder)
                 run_state.clear(folder, step.name)
                 return {"FINISHED"}
-            if "guides plate" == step.name:
-                save_plate_scene(context, folder)
+            if step.name in BEFORE_WORKER:
+                BEFORE_WORKER[step.name](context, folder)
             return self.start_worker(context, folder, step.name, list(step.argv))
         except FaceGraftError as exc:
             run_state.fail(folder, self.step, str(exc))

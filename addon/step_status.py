@@ -15,15 +15,17 @@ from pathlib import Path
 
 import bpy
 
+from ..common.outputs import output_is_complete
 from ..common.shot_layout import SOURCE_IDENTITY_KEY
 from ..common.stage_table import Step
 from ..common.track_file import read_track_meta
 from . import run_state
 from .build import FACE_NAME, ROLE
 
-NOT_RUN, RUNNING, DONE, STALE, FAILED = "NOT_RUN", "RUNNING", "DONE", "STALE", "FAILED"
+NOT_RUN, RUNNING, DONE, STALE, FAILED, DAMAGED = (
+    "NOT_RUN", "RUNNING", "DONE", "STALE", "FAILED", "DAMAGED")
 LABELS = {NOT_RUN: "Not Run", RUNNING: "Running", DONE: "Done", STALE: "Stale",
-          FAILED: "Failed"}
+          FAILED: "Failed", DAMAGED: "Damaged: run it again"}
 
 _meta_cache: dict[Path, tuple[int, dict | None]] = {}
 
@@ -41,6 +43,17 @@ def cached_track_meta(path: Path) -> dict | None:
     return cached[1]
 
 
+_complete_cache: dict[tuple[Path, int], bool] = {}
+
+
+def _complete(path: Path, mtime: int) -> bool:
+    """output_is_complete, asked once per version of the output (panels redraw often)."""
+    key = (path, mtime)
+    if key not in _complete_cache:
+        _complete_cache[key] = output_is_complete(path)
+    return _complete_cache[key]
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -53,6 +66,8 @@ def files_status(step: Step) -> str:
     made = [_mtime(path) for path in step.outputs]
     if any(m is None for m in made):
         return NOT_RUN
+    if not all(_complete(path, mtime) for path, mtime in zip(step.outputs, made, strict=True)):
+        return DAMAGED
     needed = [m for m in (_mtime(path) for path in step.needs) if m is not None]
     if needed and max(needed) > min(made):
         return STALE

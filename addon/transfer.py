@@ -18,6 +18,7 @@ import numpy as np
 
 from ..common.canonical_mesh import NUM_MESH_VERTICES
 from ..common.errors import FaceGraftError
+from ..common.file_checks import blend_is_complete
 from ..common.head_pose import neutral_shape
 from ..common.samples import sha256_of
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
@@ -81,6 +82,8 @@ def transfer_blend(shot: Path) -> Path:
     blend = layout.plate.scene
     if not blend.is_file():
         raise FaceGraftError(f"{blend}: no such .blend (run Build Scene first)")
+    if not blend_is_complete(blend):
+        raise FaceGraftError(f"{blend}: damaged, not a .blend; run Build Scene again")
     load_track(layout.source.track)  # refuse before the .blend is opened
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
     face = bpy.data.objects.get(FACE_NAME)

@@ -7,6 +7,7 @@ replaced once its successor is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,10 +38,17 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as exc:  # a full disk or a size limit: name the file the user asked for
         tmp.unlink(missing_ok=True)
-        raise FaceGraftError(f"{target}: could not write ({exc.strerror or exc})") from exc
+        raise FaceGraftError(f"{target}: could not write ({write_failure(exc)})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_failure(exc: OSError) -> str:
+    """Why a write failed, in words: a full disk says so."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    return exc.strerror or str(exc)
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from .file_checks import arrays_are_complete, json_is_readable
 from .guides_file import ARRAYS as GUIDE_ARRAYS
-from .stage_folders import read_meta
+from .stage_folders import load_arrays, read_meta
 
 DATASET_FORMAT = "facegraft.dataset"
 DATASET_VERSION = 1
@@ -28,6 +27,11 @@ def load_dataset(folder: Path) -> dict:
     """The dataset's arrays (memory-mapped, read-only) and its meta under "meta"."""
     folder = Path(folder)
     meta = read_meta(folder, DATASET_FORMAT, DATASET_VERSION, "dataset")
-    out = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in DATASET_ARRAYS}
+    out = load_arrays(folder, DATASET_ARRAYS, "Dataset")
     out["meta"] = meta
     return out
+
+
+def dataset_is_complete(folder: Path) -> bool:
+    folder = Path(folder)
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(folder, DATASET_ARRAYS)

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FaceGraftError
-from .stage_folders import partial_folder, read_meta, replace_folder
+from .file_checks import arrays_are_complete, json_is_readable
+from .stage_folders import load_arrays, partial_folder, read_meta, replace_folder
 
 GUIDES_FORMAT = "facegraft.guides"
 GUIDES_VERSION = 2
@@ -95,6 +96,11 @@ def load_guides(folder: Path) -> Guides:
     """Open a guides folder (arrays memory-mapped, read-only), checking its version."""
     folder = Path(folder)
     meta = read_meta(folder, GUIDES_FORMAT, GUIDES_VERSION, "guides")
-    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
-              for name in (*ARRAYS, "crops", "present")}
+    arrays = load_arrays(folder, (*ARRAYS, "crops", "present"), "Guides")
     return Guides(folder=folder, meta=meta, **arrays)
+
+
+def guides_are_complete(folder: Path) -> bool:
+    folder = Path(folder)
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(
+        folder, (*ARRAYS, "crops", "present"))

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import FaceGraftError
+from .file_checks import png_is_complete
 from .stage_folders import read_meta
 
 MERGE_FORMAT = "facegraft.merge"
@@ -47,3 +49,14 @@ def frame_path(folder: Path, kind: str, scene_frame: int) -> Path:
 def load_merge_meta(folder: Path) -> dict:
     """A merge folder's meta, refused unless it is this format and version."""
     return read_meta(Path(folder), MERGE_FORMAT, MERGE_VERSION, "merge")
+
+
+def merge_is_complete(folder: Path) -> bool:
+    """meta.json and every frame of every sequence, each PNG whole."""
+    try:
+        meta = load_merge_meta(folder)
+        first, count = int(meta["first_scene_frame"]), int(meta["frame_count"])
+    except (FaceGraftError, KeyError, TypeError, ValueError):
+        return False
+    return all(png_is_complete(frame_path(folder, kind, frame)) for kind in SEQUENCES
+               for frame in range(first, first + count))

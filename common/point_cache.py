@@ -39,3 +39,17 @@ def read_pc2(path: Path) -> tuple[np.ndarray, float]:
     if body.size != samples * points * 3:
         raise FaceGraftError(f"{path}: truncated PC2 point cache")
     return body.reshape(samples, points, 3), start
+
+
+def pc2_is_complete(path: Path) -> bool:
+    """The header reads and the file holds as many positions as it says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER.size)
+            size = Path(path).stat().st_size
+    except OSError:
+        return False
+    if len(head) < HEADER.size or head[:12] != SIGNATURE:
+        return False
+    _, _, points, _, _, samples = HEADER.unpack(head)
+    return size == HEADER.size + samples * points * 12

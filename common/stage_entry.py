@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
+from .atomic import write_failure
 from .errors import FaceGraftError
 from .stage_table import Stage, entry_kwargs
 
@@ -49,5 +54,25 @@ def guarded(work: Callable[[], int]) -> int:
         return 130
     except OSError as exc:  # a full disk, a read-only folder: say which file and why
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"facegraft: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"facegraft: error: {where}{write_failure(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001  (a bug: one line for the user, details kept)
+        if os.environ.get("FACEGRAFT_DEBUG"):
+            raise
+        log = _write_crash_log()
+        print(f"facegraft: error: internal error ({type(exc).__name__}: {exc}); this is a "
+              f"bug, please report it with {log}", file=sys.stderr)
+        return 1
+
+
+def _write_crash_log() -> str:
+    """The traceback of an unexpected error, kept for a bug report; returns where."""
+    folder = Path(os.environ.get("FACEGRAFT_CACHE") or Path.home() / ".cache" / "facegraft"
+                  ) / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / time.strftime("crash-%Y%m%d-%H%M%S.log")
+        path.write_text(" ".join(sys.argv) + "\n" + traceback.format_exc())
+        return str(path)
+    except OSError:
+        return "the command line and what it printed"

@@ -9,8 +9,10 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from .errors import FaceGraftError
 
@@ -21,7 +23,7 @@ def read_meta(folder: Path, fmt: str, version: int, stage: str) -> dict:
     try:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{folder}: no readable {stage} output (run 'facegraft {stage}')"
+        raise FaceGraftError(f"{folder}: no readable {stage} output (run {stage} again)"
                              ) from exc
     if meta.get("format") != fmt or meta.get("version") != version:
         raise FaceGraftError(
@@ -31,12 +33,29 @@ def read_meta(folder: Path, fmt: str, version: int, stage: str) -> dict:
     return meta
 
 
-def is_up_to_date(folder: Path, inputs_key: str) -> bool:
-    """Whether ``folder`` was made from exactly these inputs (its meta's ``inputs_key``)."""
+def load_arrays(folder: Path, names, stage: str) -> dict[str, np.ndarray]:
+    """The folder's ``<name>.npy`` arrays, memory-mapped read-only; a missing or damaged one
+    is one line naming it and the stage that makes it again."""
+    arrays = {}
+    for name in names:
+        path = Path(folder) / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except FileNotFoundError as exc:
+            raise FaceGraftError(f"{path}: missing; run {stage} again") from exc
+        except (OSError, ValueError, EOFError) as exc:
+            raise FaceGraftError(f"{path}: damaged or cut short; run {stage} again") from exc
+    return arrays
+
+
+def is_up_to_date(folder: Path, inputs_key: str, complete: Callable[[Path], bool]) -> bool:
+    """Whether ``folder`` was made from exactly these inputs (its meta's ``inputs_key``) and
+    is whole (``complete``: its format's check). Anything else is redone."""
     try:
-        return json.loads((Path(folder) / "meta.json").read_text()).get("inputs_key") == inputs_key
+        meta = json.loads((Path(folder) / "meta.json").read_text())
     except (OSError, ValueError):
         return False
+    return isinstance(meta, dict) and meta.get("inputs_key") == inputs_key and complete(folder)
 
 
 def partial_folder(folder: Path) -> Path:

@@ -39,6 +39,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+def crop_size(text: str) -> int:
+    """Pixels, or a profile's name for its crop size (farm jobs name the profile once)."""
+    if text in PROFILES:
+        return PROFILES[text].resolution
+    value = positive_int(text)
+    if value % 64:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 64 or a profile "
+                                         f"({', '.join(PROFILES)}), got {text}")
+    return value
+
+
+def end_frame(text: str) -> int | None:
+    """The frame after the last; 0 for the footage's end (a farm job's default)."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a frame number (0: to the end), got {text}")
+    return value or None
+
+
 def frame_index(text: str) -> int:
     value = _number(int, text)
     if value < 0:
@@ -82,13 +101,14 @@ def frame_range(text: str) -> str:
 
 
 def scene_frames(text: str) -> tuple[int, int]:
-    """``FIRST:LAST`` scene frames, both included."""
-    first, colon, last = text.partition(":")
+    """``FIRST:LAST`` scene frames, both included; also a farm's ``FIRST-LAST`` chunk or a
+    single frame."""
+    first, colon, last = text.replace("-", ":", 1).partition(":")
     try:
-        a, b = int(first), int(last)
+        a, b = int(first), int(last if colon else first)
     except ValueError:
         a = b = -1
-    if not colon or a < 0 or b < a:
+    if a < 0 or b < a:
         raise argparse.ArgumentTypeError(f"expected FIRST:LAST scene frames with FIRST <= LAST,"
                                          f" got {text!r}")
     return a, b
@@ -163,17 +183,19 @@ ROLE = Option(("--role",), "which footage of the shot: the plate or the source",
 PROFILE = Option(("--profile",), "model profile: " + ", ".join(
     f"{p.name} ({p.resolution} px)" for p in PROFILES.values()), choices=PROFILE_NAMES,
                  default="cpu")
-SIZE = Option(("--size",), "crop resolution in pixels (a multiple of 64; the profile's)",
-              type=positive_int, default=256)
+SIZE = Option(("--size",), "crop resolution: pixels (a multiple of 64) or a profile's name",
+              type=crop_size, default=256)
 FORCE = Option(("--force",), "redo it even if it is up to date", flag=True)
 WORKERS = Option(("--workers",), "processes to use (default: one per core, at most 2)",
                  type=positive_int)
 VIDEO = Option(("--video",), "the footage (default: the video the track was made from)",
                type=Path)
+# Both may be given: training stops at whichever limit comes first (a farm's time budget
+# with a step cap).
 MINUTES = Option(("--minutes",), "train until the model has trained this long in all",
-                 type=positive_float, exclusive="length")
+                 type=positive_float)
 STEPS = Option(("--steps",), "train until the model has made this many steps in all",
-               type=positive_int, exclusive="length")
+               type=positive_int)
 COLOR = Option(("--color",), "colour matching in Lab (meanstd: mean and deviation)",
                choices=COLOR_MODES, default="meanstd")
 MOUTH = Option(("--mouth",), "the mouth interior from the swap or the plate",
@@ -198,7 +220,8 @@ STAGES: tuple[Stage, ...] = (
               Option(("video",), "video file or folder of numbered images", type=Path),
               SHOT, ROLE,
               Option(("--start",), "first frame (default 0)", type=frame_index, default=0),
-              Option(("--end",), "frame after the last (default: all)", type=positive_int),
+              Option(("--end",), "frame after the last (default or 0: to the end)",
+                     type=end_frame),
               Option(("--pick",), "follow the face at this pixel of the first frame",
                      type=pixel, metavar="X,Y"),
               Option(("--faces",), "how many faces MediaPipe looks for (default 1, or 4 with "
@@ -268,14 +291,16 @@ STAGES: tuple[Stage, ...] = (
                      choices=SHADING_MODES, default="render"),
               Option(("--detail",), "how much of the source texture's fine detail to add at "
                      "the plate's resolution (0 to 4)", type=detail_gain, default=1.0),
-              FORCE), revision=2),
+              FORCE), revision=3),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",
           "SHOT/shot.blend, SHOT/final/, SHOT/exr/", (
               SHOT, PROFILE,
               Option(("--frames",), "scene frames to render (default: the whole shot)",
-                     type=scene_frames, metavar="FIRST:LAST"))),
+                     type=scene_frames, metavar="FIRST:LAST"),
+              Option(("--prepare",), "set up shot.blend and the render record and render "
+                     "nothing (a farm's step before its frame chunks)", flag=True))),
     Stage("eval", "Evaluate", WORKER,
           "identity, expression, jitter and sharpness of the merged frames",
           "ml.evaluate:evaluate_shot",
@@ -302,6 +327,11 @@ STAGES: tuple[Stage, ...] = (
               Option(("--pick",), "follow the plate's face at this pixel of its first frame",
                      type=pixel, metavar="X,Y"),
               GUIDES, COLOR, MOUTH)),
+    Stage("farm-jobs", "Farm Jobs", WORKER,
+          "write the Flamenco job type and the Open Job Description template of a shot",
+          "pipeline.farm_jobs:write_farm_jobs", "the stage table",
+          "FOLDER/flamenco/facegraft.js, FOLDER/openjd/facegraft.json", (
+              Option(("folder",), "where to write them", type=Path),), progress=False),
     Stage("preview", "Preview Track", WORKER, "draw a footage's track over its video",
           "pipeline.track_preview:write_track_preview", "SHOT/<role>/track.npz",
           "the .mp4 given", (
@@ -316,11 +346,19 @@ def revision(stage: str) -> int:
     return STAGES_BY_NAME[stage].revision
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(prog: str = "facegraft") -> argparse.ArgumentParser:
     """The command line of every stage, with help text, from the table."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="FaceGraft: CG-assisted face replacement, stage by stage.")
-    commands = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    commands = parser.add_subparsers(dest="stage", required=True, metavar="STAGE",
+                                     parser_class=Parser)
     for stage in STAGES:
         sub = commands.add_parser(stage.name, description=stage.help,
                                   **({} if stage.hidden else {"help": stage.help}))
@@ -431,28 +469,30 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
              ("track", str(s.source), *shot, "--role", "source",
               *_frame_args(s.source_frames)), (), (source.track,), reads=(s.source,)),
         Step("build plate", "Build Scene", "build", SECTIONS[0],
-             ("build", *shot, "--role", "plate"), (plate.track,), (plate.scene,)),
+             ("build", *shot, "--role", "plate"), (plate.track,),
+             (plate.scene, plate.point_cache)),
         Step("transfer", "Transfer Geometry", "transfer", SECTIONS[0],
              ("transfer", *shot), (plate.scene, source.track), (plate.scene,)),
         Step("build source", "Source Scene", "build", SECTIONS[1],
-             ("build", *shot, "--role", "source"), (source.track,), (source.scene,)),
+             ("build", *shot, "--role", "source"), (source.track,),
+             (source.scene, source.point_cache)),
         Step("guides source", "Source Guides", "guides", SECTIONS[1],
-             ("guides", *shot, "--role", "source", "--size", str(size)), (source.scene,),
+             ("guides", *shot, "--role", "source", "--size", s.profile), (source.scene,),
              (source.guides(size),), reads=(source.scene,)),
         Step("dataset source", "Source Dataset", "dataset", SECTIONS[1],
-             ("dataset", *shot, "--role", "source", "--size", str(size)),
+             ("dataset", *shot, "--role", "source", "--size", s.profile),
              (source.guides(size),), (source.dataset(size),)),
         Step("texture source", "Source Texture", "texture", SECTIONS[1],
-             ("texture", *shot, "--role", "source", "--size", str(size)),
+             ("texture", *shot, "--role", "source", "--size", s.profile),
              (source.track, source.dataset(size)), (source.texture,)),
         Step("guides plate", "Plate Guides", "guides", SECTIONS[1],
-             ("guides", *shot, "--role", "plate", "--size", str(size)), (plate.scene,),
+             ("guides", *shot, "--role", "plate", "--size", s.profile), (plate.scene,),
              (plate.guides(size), source_shaped), reads=(plate.scene,)),
         Step("dataset plate", "Plate Dataset", "dataset", SECTIONS[1],
-             ("dataset", *shot, "--role", "plate", "--size", str(size)),
+             ("dataset", *shot, "--role", "plate", "--size", s.profile),
              (plate.guides(size),), (plate.dataset(size),)),
         Step("texture plate", "Plate Texture", "texture", SECTIONS[1],
-             ("texture", *shot, "--role", "plate", "--size", str(size)),
+             ("texture", *shot, "--role", "plate", "--size", s.profile),
              (plate.track, plate.dataset(size)), (plate.texture,)),
         Step("train", "Train", "train", SECTIONS[2],
              ("train", *shot, *profile, *length, "--guides", ",".join(s.guides) or "none",

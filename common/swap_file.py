@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from .stage_folders import read_meta
+from .file_checks import arrays_are_complete, json_is_readable
+from .stage_folders import load_arrays, read_meta
 
 SWAP_FORMAT = "facegraft.swap"
 SWAP_VERSION = 2
@@ -23,6 +22,10 @@ SWAP_VERSION = 2
 def load_swap(folder: Path) -> dict:
     folder = Path(folder)
     meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")
-    return {"rgba": np.load(folder / "rgba.npy", mmap_mode="r"),
-            "occlusion": np.load(folder / "occlusion.npy", mmap_mode="r"),
-            "present": np.load(folder / "present.npy"), "meta": meta}
+    return {**load_arrays(folder, ("rgba", "occlusion", "present"), "Swap"), "meta": meta}
+
+
+def swap_is_complete(folder: Path) -> bool:
+    folder = Path(folder)
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(
+        folder, ("rgba", "occlusion", "present"))

@@ -36,6 +36,7 @@ The filtered landmarks' x, y are exactly the projection of ``head_matrix`` appli
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ import numpy as np
 from .atomic import atomic_path
 from .camera import Intrinsics
 from .errors import FaceGraftError
+from .file_checks import npz_is_complete
 
 TRACK_FORMAT = "facegraft.track"
 TRACK_VERSION = 1
@@ -119,8 +121,9 @@ def load_track(path: Path) -> Track:
             arrays = {name: data[name] for name in ARRAYS}
     except FaceGraftError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise FaceGraftError(f"{path}: not a readable track file ({exc})") from exc
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise FaceGraftError(f"{path}: damaged, not a readable track ({type(exc).__name__}); "
+                             f"run Track again, it rewrites it") from exc
     return Track(meta=meta, **arrays)
 
 
@@ -136,6 +139,11 @@ def read_track_meta(path: Path) -> dict | None:
     """The metadata of an existing track, or None when there is no readable one."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError):
+            meta = json.loads(str(data["meta"]))
+    except Exception:  # noqa: BLE001  (any damage: there is no readable track)
         return None
+    return meta if isinstance(meta, dict) else None
+
+
+def track_is_complete(path: Path) -> bool:
+    return npz_is_complete(path) and read_track_meta(path) is not None

@@ -1,13 +1,5 @@
-"""Training checkpoints: ``.safetensors`` weights plus a JSON sidecar. One module.
-
-Format ``facegraft.checkpoint`` version 1, in a run folder:
-
-- ``checkpoint-<step>.safetensors``: the model's tensors under ``model.<name>``, the
-  optimizer's per-parameter state under ``optim.<index>.<key>`` and the torch RNG state
-  under ``rng.torch``.
-- ``checkpoint.json``: ``format``, ``version``, ``step``, ``config`` (the SwapConfig),
-  ``weights`` (the file name above), ``weights_sha256``, ``optimizer`` (param_groups
-  hyper-parameters), ``options`` (the training options), ``elapsed_s``.
+"""Training checkpoints: ``.safetensors`` weights plus a JSON sidecar (the format is in
+``common/checkpoint_file.py``). One module writes and loads them.
 
 Saving writes the weights under a new name, then the sidecar (each through a temporary
 file and a rename), then deletes the previous weights: at any moment, even after
@@ -24,12 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..common.atomic import atomic_path, write_bytes_atomic
+from ..common.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_sidecar
 from ..common.errors import FaceGraftError
 from ..common.samples import sha256_of
-
-CHECKPOINT_FORMAT = "facegraft.checkpoint"
-CHECKPOINT_VERSION = 1
-SIDECAR = "checkpoint.json"
+from ..common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
 
 
 def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
@@ -49,32 +39,20 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
     weights = run / f"checkpoint-{step:08d}.safetensors"
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp))
-    previous = read_sidecar(run) if (run / SIDECAR).is_file() else None
+    try:
+        previous = read_sidecar(run)
+    except FaceGraftError:  # none yet, or a damaged one this save replaces
+        previous = None
     sidecar = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step,
         "config": config, "weights": weights.name, "weights_sha256": sha256_of(weights),
+        "weights_bytes": weights.stat().st_size,
         "optimizer": optimizer_groups, "options": options, "elapsed_s": elapsed_s,
     }
     write_bytes_atomic(run / SIDECAR, json.dumps(sidecar, indent=1).encode())
     if previous and previous["weights"] != weights.name:
         (run / previous["weights"]).unlink(missing_ok=True)
     return weights
-
-
-def read_sidecar(run: Path) -> dict:
-    path = Path(run) / SIDECAR
-    try:
-        sidecar = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FaceGraftError(f"{path}: no readable checkpoint ({exc})") from exc
-    if sidecar.get("format") != CHECKPOINT_FORMAT:
-        raise FaceGraftError(f"{path}: not a FaceGraft checkpoint")
-    if sidecar.get("version") != CHECKPOINT_VERSION:
-        raise FaceGraftError(
-            f"{path}: checkpoint format version {sidecar.get('version')} is not supported "
-            f"(this FaceGraft reads version {CHECKPOINT_VERSION})"
-        )
-    return sidecar
 
 
 def load_checkpoint(run: Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..common.crop import for_opencv
-from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION
+from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION, dataset_is_complete
 from ..common.errors import FaceGraftError
 from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
 from ..common.guides_file import check_resolution, load_guides
@@ -43,7 +43,7 @@ def make_dataset(shot: Path, role: str = "plate", size: int = 256, video: Path |
     key = hashlib.sha256(json.dumps(
         [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION, revision("dataset")]
     ).encode()).hexdigest()
-    if not force and is_up_to_date(folder, key):
+    if not force and is_up_to_date(folder, key, dataset_is_complete):
         Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
 

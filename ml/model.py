@@ -198,6 +198,8 @@ class OcclusionNet(nn.Module):
                                    ConvBlock(width * 2, width * 4, 2)])
         self.up = nn.ModuleList([ConvBlock(width * 6, width * 2), ConvBlock(width * 3, width)])
         self.out = nn.Conv2d(width, 1, 1)
+        # Occluders are rare: start from "nothing in front of the face" (5 %), not 50 %.
+        nn.init.constant_(self.out.bias, -3.0)
 
     def forward(self, image: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -20,8 +20,9 @@ from ..common.progress import Progress
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.stage_table import revision
-from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION
-from ..pipeline.texture import load_texture, texture_key
+from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION, swap_is_complete
+from ..common.texture_file import texture_key
+from ..pipeline.texture import load_texture
 from .checkpoint import load_checkpoint, read_sidecar, restore
 from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
 from .train import guide_arrays, parse_rows, require_dataset
@@ -66,7 +67,7 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
     data_folder = layout.plate.dataset(size)
     key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
-    if not force and key and is_up_to_date(folder, key):
+    if not force and key and is_up_to_date(folder, key, swap_is_complete):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     model, sidecar = load_model(model_dir)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..common.atomic import atomic_path
+from ..common.atomic import atomic_path, write_bytes_atomic
+from ..common.checkpoint_file import checkpoint_is_complete
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
 from ..common.profiles import GUIDE_NAMES, get_profile
@@ -170,25 +174,71 @@ def train_shot(shot: Path, profile: str = "cpu", minutes: float | None = None,
     return train(layout, options, resume=resume, progress_mode=progress_mode, guides=guides)
 
 
-def _open_model(model_dir: Path, options: TrainOptions, resume: bool, guides: tuple[str, ...]):
-    """The model and optimizer, new or restored from the folder's checkpoint, and the step
-    and training time it had reached."""
+def model_config(model_dir: Path, options: TrainOptions, resume: bool,
+                 guides: tuple[str, ...]) -> SwapConfig:
+    """The network to train: the profile's with ``guides``, or the checkpoint's when
+    resuming (which must have been trained with the same guides). A damaged checkpoint is
+    moved aside (``model_<profile>.damaged``) and training starts again."""
+    if resume and (model_dir / CHECKPOINT_SIDECAR).exists() and \
+            not checkpoint_is_complete(model_dir):
+        _set_aside_damaged(model_dir)
     sidecar_exists = (model_dir / CHECKPOINT_SIDECAR).exists()
     if sidecar_exists and not resume:
         raise FaceGraftError(f"{model_dir}: already holds a trained model; resume it or use "
                              f"another shot folder")
     config = profile(options.profile, guides=tuple(guides))
-    if resume and sidecar_exists:
-        config = SwapConfig.from_dict(read_sidecar(model_dir)["config"])
+    if not (resume and sidecar_exists):
+        return config
+    trained = SwapConfig.from_dict(read_sidecar(model_dir)["config"])
+    if trained.guides != config.guides:
+        raise FaceGraftError(
+            f"{model_dir}: this model was trained with the guides "
+            f"{','.join(trained.guides) or 'none'}; resume it with those, or train the other "
+            f"guides in another shot folder")
+    return trained
+
+
+def _set_aside_damaged(model_dir: Path) -> None:
+    aside = model_dir.with_name(model_dir.name + ".damaged")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(model_dir, aside)
+    print(f"facegraft train: the checkpoint in {model_dir} was damaged; it was moved to "
+          f"{aside} and training starts again", file=sys.stderr)
+
+
+def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resume: bool):
+    """The model and optimizer, new or restored from the folder's checkpoint, and the step
+    and training time it had reached."""
     torch.manual_seed(options.seed)  # the initial weights; each step seeds its own draws
     model = SwapModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=(0.5, 0.999))
     step, elapsed = 0, 0.0
-    if resume and sidecar_exists:
-        sidecar, tensors = load_checkpoint(model_dir)
-        restore(model, optimizer, sidecar, tensors)
-        step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
+    if resume and (model_dir / CHECKPOINT_SIDECAR).exists():
+        try:
+            sidecar, tensors = load_checkpoint(model_dir)
+            restore(model, optimizer, sidecar, tensors)
+            step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
+        except FaceGraftError:  # weights changed since they were written
+            _set_aside_damaged(model_dir)
+            model_dir.mkdir()
+    _trim_log(model_dir / "loss.jsonl", step)
     return model, optimizer, step, elapsed
+
+
+def _trim_log(log: Path, step: int) -> None:
+    """Keep the loss log's steps up to the checkpoint's: the steps a killed run logged after
+    its last checkpoint are trained again and logged again."""
+    if not log.is_file():
+        return
+    kept = []
+    # Undecodable bytes (a damaged log) count as lines cut short.
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    write_bytes_atomic(log, "".join(f"{line}\n" for line in kept).encode())
 
 
 def _to_device(model: SwapModel, optimizer, device: torch.device) -> None:
@@ -253,11 +303,11 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
     if options.steps is None and options.minutes is None:
         raise FaceGraftError("say how long to train: --steps S or --minutes M")
     model_dir = layout.model(options.profile)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model, optimizer, step, elapsed_before = _open_model(model_dir, options, resume, guides)
-    config = model.config
+    config = model_config(model_dir, options, resume, guides)
     source = FootageData(layout.source, config, options.source_frames)
     target = FootageData(layout.plate, config, options.plate_frames)
+    model_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
+    model, optimizer, step, elapsed_before = _open_model(model_dir, options, config, resume)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _to_device(model, optimizer, device)
     _write_config(model_dir, layout, options, config, device, source, target)

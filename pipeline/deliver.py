@@ -22,9 +22,10 @@ from ..common.merge_file import frame_path, load_merge_meta
 from ..common.profiles import get_profile
 from ..common.shot_layout import ShotLayout
 from ..common.swap_file import load_swap
+from ..common.texture_file import texture_key
 from ..common.track_file import load_track
 from .run_all import read_state
-from .texture import load_texture, render_face, texture_key
+from .texture import load_texture, render_face
 from .video import probe_video, read_frames
 
 SHEET_ROWS = 4

@@ -23,7 +23,12 @@ import numpy as np
 from ..common.child_process import ChildProcess
 from ..common.crop import DEFAULT_CROP_WIDTH_CM
 from ..common.errors import FaceGraftError
-from ..common.guides_file import check_resolution, create_partial, finish
+from ..common.guides_file import (
+    check_resolution,
+    create_partial,
+    finish,
+    guides_are_complete,
+)
 from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
@@ -49,8 +54,8 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
     keys = {v: hashlib.sha256(json.dumps({**inputs, "shape_key": v}, sort_keys=True).encode()
                               ).hexdigest() for v in variants}
     folder = footage.guides(size)
-    if not force and is_up_to_date(folder, keys[None]) and all(
-            is_up_to_date(footage.guides(size, v), keys[v]) for v in variants[1:]):
+    if not force and all(is_up_to_date(footage.guides(size, v), keys[v], guides_are_complete)
+                         for v in variants):
         Progress("guides", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     n = track.frame_count

@@ -31,6 +31,7 @@ from ..common.merge_file import (
     SEQUENCES,
     SHADING_MODES,
     frame_path,
+    merge_is_complete,
     sequence_name,
 )
 from ..common.profiles import get_profile
@@ -40,14 +41,16 @@ from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, written_folder
 from ..common.stage_table import revision
 from ..common.swap_file import load_swap
+from ..common.texture_file import texture_key
 from ..common.track_file import load_track
-from .texture import Texture, load_texture, render_face, texture_key, to_linear, to_srgb
+from .texture import Texture, load_texture, render_face, to_linear, to_srgb
 from .video import VideoInfo, probe_video, read_frames
 
 # Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
             cv2.IMWRITE_PNG_STRATEGY_RLE]
 WRITERS = 2  # PNG encoding releases the GIL: encode on both cores while the next frame warps
+OCCLUSION_CLIP = (0.15 * 255, 0.85 * 255)  # the occlusion head's matte: black and white points
 SHADED_REGIONS = (REGION_LABELS["skin"], REGION_LABELS["brows"], REGION_LABELS["lips"])
 
 
@@ -216,7 +219,7 @@ def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOpt
         asdict(options), [texture_key(layout.footage(r).texture) for r in ("source", "plate")],
         _corrections_key(inputs.corrections), MERGE_VERSION, revision("merge")]).encode()
     ).hexdigest()
-    if not force and is_up_to_date(folder, key):
+    if not force and is_up_to_date(folder, key, merge_is_complete):
         Progress("merge", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     started = time.perf_counter()
@@ -365,8 +368,13 @@ def _occlusion(inputs: MergeInputs, row: int, crop: np.ndarray) -> np.ndarray:
             raise FaceGraftError(f"{corrected}: not a {inputs.info.width}x{inputs.info.height} "
                                  f"grey image")
         return image
-    occlusion = np.asarray(inputs.swapped["occlusion"][row])
-    return cv2.warpAffine(occlusion, for_opencv(crop), (inputs.info.width, inputs.info.height),
+    occlusion = np.asarray(inputs.swapped["occlusion"][row]).astype(np.float32)
+    # Clean up like a keyer's clip levels: the head's faint doubts (a few percent over a
+    # clear face) are no occluder; above 90 % it is one.
+    occlusion = np.clip((occlusion - OCCLUSION_CLIP[0]) / (OCCLUSION_CLIP[1] - OCCLUSION_CLIP[0]),
+                        0, 1)
+    return cv2.warpAffine((occlusion * 255).round().astype(np.uint8), for_opencv(crop),
+                          (inputs.info.width, inputs.info.height),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..common.atomic import write_bytes_atomic
 from ..common.child_process import ChildEvent, ChildProcess, run_to_end
 from ..common.errors import FaceGraftError
+from ..common.outputs import output_is_complete
 from ..common.profiles import GUIDE_NAMES, get_profile
 from ..common.samples import sha256_of
 from ..common.shot_layout import ROLES, ShotLayout
@@ -34,12 +35,15 @@ STATE_VERSION = 2
 MIN_SOURCE_FACE_FRAMES = 100  # fewer is no identity to learn (unless the plate is shorter)
 
 
-def check_inputs(source: Path, plate: Path, shot: Path) -> None:
-    """Refuse, before anything is written, what would lose or mix up a user's work."""
+def check_inputs(source: Path, plate: Path, shot: Path,
+                 frames: dict[str, str | None] | None = None) -> None:
+    """Refuse, before anything is written, what would lose or mix up a user's work, and
+    frame ranges the footage does not have."""
     for role, path in (("source", source), ("plate", plate)):
         if not path.exists():
             raise FaceGraftError(f"{path}: {role} footage not found")
-        probe_video(path)  # names the file when it is not readable footage
+        info = probe_video(path)  # names the file when it is not readable footage
+        _check_range(path, info.frame_count, (frames or {}).get(role), f"--{role}-frames")
     if source.resolve() == plate.resolve():
         raise FaceGraftError(f"{source}: the source and the plate are the same footage")
     shot_resolved = shot.resolve()
@@ -65,6 +69,15 @@ def check_inputs(source: Path, plate: Path, shot: Path) -> None:
             raise FaceGraftError(
                 f"{shot}: holds the shot of {state.get('source')} onto {state.get('plate')}; "
                 f"use another --shot for other footage (nothing was changed)")
+
+
+def _check_range(path: Path, count: int, frames: str | None, flag: str) -> None:
+    if not frames:
+        return
+    first, _, end = frames.partition(":")
+    first, end = int(first or 0), int(end) if end else count
+    if not 0 <= first < end <= count:
+        raise FaceGraftError(f"{path}: {flag} {frames} is outside the footage's {count} frames")
 
 
 def is_shot_folder(layout: ShotLayout) -> bool:
@@ -150,7 +163,7 @@ def run_all(plate: Path, source: Path, shot: Path, profile: str = "cpu",
             color: str = "meanstd", mouth: str = "swap", progress_mode: str = "bar") -> Path:
     plate, source, shot = Path(plate), Path(source), Path(shot)
     get_profile(profile)
-    check_inputs(source, plate, shot)
+    check_inputs(source, plate, shot, {"plate": plate_frames, "source": source_frames})
     settings = ShotSettings(plate=plate, source=source, profile=profile, minutes=minutes,
                             steps=steps, plate_frames=plate_frames, source_frames=source_frames,
                             pick=pick, guides=tuple(guides), color=color, mouth=mouth)
@@ -169,7 +182,7 @@ def run_all(plate: Path, source: Path, shot: Path, profile: str = "cpu",
         key = step_key(step, keys)
         record = state["steps"].get(step.name, {})
         if (record.get("key") == key and not ran.intersection(step.after)
-                and all(path.exists() for path in step.outputs)):
+                and all(output_is_complete(path) for path in step.outputs)):
             keys[step.name] = key
             runner.say(index, f"{step.name}: up to date")
             continue

@@ -44,6 +44,7 @@ from ..common.camera import transform_points
 from ..common.canonical_mesh import NUM_MESH_VERTICES, load_canonical_mesh
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
+from ..common.file_checks import png_is_complete
 from ..common.guide_render import GuideRenderer, decode_normals, decode_uv, vertex_normals
 from ..common.guides_file import REGION_LABELS
 from ..common.progress import Progress
@@ -52,11 +53,10 @@ from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.stage_table import revision
+from ..common.texture_file import TEXTURE_FORMAT, TEXTURE_VERSION, texture_is_complete
 from ..common.track_file import Track, load_track_with_faces
 from .video import probe_video, read_frames
 
-TEXTURE_FORMAT = "facegraft.texture"
-TEXTURE_VERSION = 1
 TEXTURE_SIZE = 1024
 ALBEDO_FRAMES = 160  # full-resolution frames the albedo is unwrapped from
 LIGHT_SMOOTHING_S = 0.25  # the light changes slowly: per-frame fits are smoothed this much
@@ -114,16 +114,6 @@ def load_texture(folder: Path) -> Texture:
     return Texture(folder, to_linear(albedo[..., ::-1]), lighting.astype(np.float32), meta)
 
 
-def texture_key(folder: Path) -> list | None:
-    """What a texture folder holds, for the keys of the stages that read it: its inputs and
-    the albedo's content (an artist's paint counts); None when there is none."""
-    try:
-        meta = json.loads((Path(folder) / "meta.json").read_text())
-        return [meta.get("inputs_key"), sha256_of(Path(folder) / "albedo.png")]
-    except (OSError, ValueError):
-        return None
-
-
 def shading(normals: np.ndarray, lighting: np.ndarray) -> np.ndarray:
     """(..., 3) shading of unit normals under one frame's coefficients (3, 9)."""
     return np.maximum(sh_basis(normals) @ lighting.T, 0)
@@ -164,7 +154,7 @@ def make_texture(shot: Path, role: str = "plate", size: int = 256, progress_mode
                                      artist and hashlib.sha256(artist[0]).hexdigest(),
                                      TEXTURE_VERSION, TEXTURE_SIZE, revision("texture")]
                                     ).encode()).hexdigest()
-    if not force and is_up_to_date(folder, key):
+    if not force and is_up_to_date(folder, key, texture_is_complete):
         Progress("texture", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     progress = Progress("texture", 3, progress_mode)
@@ -202,6 +192,12 @@ def _artist_albedo(folder: Path) -> tuple[bytes, np.ndarray] | None:
     if meta.get("albedo_by") != "artist" and \
             hashlib.sha256(data).hexdigest() == meta.get("albedo_sha256"):
         return None
+    # A changed albedo is an artist's: never replaced. One that cannot be read is not
+    # silently painted over either; the artist restores it or deletes the folder.
+    if not png_is_complete(folder / "albedo.png"):
+        raise FaceGraftError(f"{folder / 'albedo.png'}: changed since FaceGraft wrote it and "
+                             f"not a whole PNG; restore it, or delete the folder to make it "
+                             f"again")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.shape[:2] != (TEXTURE_SIZE, TEXTURE_SIZE):
         raise FaceGraftError(f"{folder / 'albedo.png'}: an edited albedo must stay a "

@@ -71,4 +71,4 @@ def test_bad_inputs(cli, tmp_path, franck300_shot, dataset):
     assert result.returncode == 1 and "guides_320" in result.stderr
     assert not ShotLayout(franck300_shot).plate.dataset(320).exists()
     result = cli("dataset", "--shot", franck300_shot, "--size", "200")
-    assert result.returncode == 1 and "multiple of 64" in result.stderr
+    assert result.returncode == 2 and "multiple of 64" in result.stderr

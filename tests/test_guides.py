@@ -183,7 +183,7 @@ def test_bad_inputs(cli, tmp_path, franck300_shot, track):
     result = cli("guides", "--shot", tmp_path)
     assert result.returncode == 1 and "no track file" in result.stderr
     result = cli("guides", "--shot", franck300_shot, "--size", "100")
-    assert result.returncode == 1 and "multiple of 64" in result.stderr
+    assert result.returncode == 2 and "multiple of 64" in result.stderr
     assert not ShotLayout(franck300_shot).plate.guides(100).exists()
     empty = ShotLayout(tmp_path / "empty").plate
     empty.path.mkdir(parents=True)

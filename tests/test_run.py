@@ -161,8 +161,8 @@ def test_an_artists_edit_of_the_shot_blend_is_rendered_and_kept(fast_run, franck
 
     blend = fast_run.out / "shot.blend"
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
-    # The artist turns the face layer off in the compositor and saves.
-    bpy.context.scene.compositing_node_group.nodes["Face Over Plate"].inputs["Factor"] \
+    # The artist turns the face layer off in FaceGraft's compositor group and saves.
+    bpy.data.node_groups["FaceGraft Composite"].nodes["Face Over Plate"].inputs["Factor"] \
         .default_value = 0.0
     bpy.ops.wm.save_mainfile()
     edited = blend.read_bytes()

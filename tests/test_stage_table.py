@@ -23,7 +23,8 @@ from facegraft.common.stage_table import (
     shot_plan,
 )
 
-UTILITIES = {"samples", "preview", "run", "guides-chunk"}  # commands that are not a step
+# Commands that are not a step of a shot.
+UTILITIES = {"samples", "preview", "run", "guides-chunk", "farm-jobs"}
 
 
 def _plan(tmp_path: Path):
@@ -137,3 +138,39 @@ def test_the_architecture_page_lists_every_stage():
     for stage in STAGES:
         if not stage.hidden:
             assert f"| `{stage.name}` |" in page, stage.name
+
+
+BAD_VALUES = {"positive_int": ("0", "-5", "x", "1.5"), "frame_index": ("-1", "x"),
+              "positive_float": ("0", "-2", "nan", "inf", "x"), "fraction": ("-0.1", "0.3"),
+              "frame_range": ("5:5", "6:2", "a:b", "4", "-1:3"),
+              "scene_frames": ("5:4", "x", "7-3", "-2"),
+              "pixel": ("1", "a,b"), "guide_sets": ("hands", ""), "detail_gain": ("-1", "9"),
+              "int": ("x",), "end_frame": ("-1", "x", "1.5"), "crop_size": ("100", "0", "x")}
+
+
+def _bad_cases():
+    for stage in STAGES:
+        for option in stage.options:
+            if not option.flags[0].startswith("-") or option.flag:
+                continue
+            values = (("nope",) if option.choices
+                      else BAD_VALUES.get(getattr(option.type, "__name__", ""), ()))
+            for value in values:
+                yield stage, option, value
+
+
+@pytest.mark.parametrize("stage, option, value", list(_bad_cases()),
+                         ids=lambda v: v if isinstance(v, str) else getattr(v, "name", ""))
+def test_an_invalid_value_is_refused_in_one_line(stage, option, value, tmp_path):
+    """Every numeric, range and choice option: exit status 2, one line on stderr, no
+    traceback, nothing written (the command runs in an empty folder, its shot inside)."""
+    args = [str(tmp_path / "shot") if arg == "x" else arg for arg in _required_args(stage)]
+    flag = option.flags[0]
+    if flag in args:
+        args = args[:args.index(flag)] + args[args.index(flag) + 2:]
+    result = run_cli(stage.name, *args, flag, value)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"facegraft {stage.name}: error: "), lines
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -28,10 +28,13 @@ def test_texture_folder(texture_folder):
     assert texture.albedo.shape == (TEXTURE_SIZE, TEXTURE_SIZE, 3)
     assert texture.lighting.shape == (300, 3, 9) and np.isfinite(texture.lighting).all()
     coverage = cv2.imread(str(texture_folder / "coverage.png"), cv2.IMREAD_GRAYSCALE)
-    # The UV layout's face (its centre) was seen; the layout's corners are filled in.
-    centre = coverage[TEXTURE_SIZE // 3:2 * TEXTURE_SIZE // 3, TEXTURE_SIZE // 3:
-                      2 * TEXTURE_SIZE // 3]
-    assert (centre > 64).mean() > 0.9 and coverage[:20, :20].max() == 0
+    # The UV layout's face (its centre) was seen, its front squarely (the coverage weighs
+    # each view by how squarely it saw the texel: under the nose less); the layout's
+    # corners are filled in.
+    third = TEXTURE_SIZE // 3
+    centre = coverage[third:2 * third, third:2 * third]
+    assert (centre > 0).mean() > 0.95 and (centre > 64).mean() > 0.6
+    assert coverage[:20, :20].max() == 0
     # The shading is normalised: a frontal normal is lit about 1.
     assert 0.5 < shading(np.array([0.0, 0.0, 1.0]), texture.average_lighting).mean() < 1.5
 
