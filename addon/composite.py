@@ -31,7 +31,7 @@ from ..common.profiles import get_profile
 from ..common.progress import Progress
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
-from .blend_file import save_blend_atomic
+from .blend_file import save_blend_atomic, save_copy_atomic
 from .composite_scene import EXR_NODE, link_artist_objects, setup_composite
 
 
@@ -72,6 +72,21 @@ def _prepare_blend(layout: ShotLayout, merge_folder: Path, state: dict,
     save_blend_atomic(blend)
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)  # render what was saved
     return "made"
+
+
+def adopt_open_scene(shot: Path) -> Path:
+    """The panel's Composite: the open scene, set up for ``shot``'s .blend folder, saved as
+    the shot's composite .blend. It is the artist's scene: the composite stage renders it
+    as it is and never replaces it; a new save of it renders the frames again."""
+    layout = ShotLayout(shot)
+    state = _read_state(layout)
+    save_copy_atomic(layout.composite_blend)
+    state = {} if state.get("damaged") else state
+    state.update(blend=layout.composite_blend.name, blend_origin="edited",
+                 blend_sha256=sha256_of(layout.composite_blend))
+    layout.final.mkdir(exist_ok=True)
+    write_bytes_atomic(layout.render_state, json.dumps(state, indent=1).encode())
+    return layout.composite_blend
 
 
 def _writes_exr(scene: bpy.types.Scene) -> bool:

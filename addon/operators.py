@@ -22,6 +22,7 @@ from ..common.stage_table import Step, shot_plan
 from . import run_state
 from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
+from .composite import adopt_open_scene
 from .composite_scene import image_user, setup_composite
 from .preferences import get_preferences
 from .properties import absolute, shot_folder, shot_settings
@@ -115,20 +116,24 @@ def _transfer_in_scene(context, folder: Path) -> None:
     save_plate_scene(context, folder)
 
 
-def _composite_setup(context, folder: Path) -> ShotLayout:
-    """The composite set up in the open scene (its render settings stay the artist's)."""
+def _composite_setup(context, folder: Path, blend_folder: Path | None = None) -> ShotLayout:
+    """The composite set up in the open scene (its render settings stay the artist's), its
+    paths relative to ``blend_folder`` (default: the open file's)."""
     layout = ShotLayout(folder)
-    blend_folder = Path(bpy.data.filepath).parent if bpy.data.filepath else None
+    if blend_folder is None and bpy.data.filepath:
+        blend_folder = Path(bpy.data.filepath).parent
     setup_composite(context.scene, layout.merge(context.scene.facegraft.profile), layout.exr,
                     blend_folder)
     return layout
 
 
 def _before_composite(context, folder: Path) -> None:
-    """Composite in the open scene, then render the shot's frames in the worker from a copy
-    of it (SHOT/plate/scene.blend), as 'facegraft run' does."""
+    """Composite in the open scene, saved as the shot's composite .blend (its paths
+    relative to the shot folder) for the worker to render, as 'facegraft run' does; the
+    open scene's own paths stay relative to its file."""
+    _composite_setup(context, folder, blend_folder=ShotLayout(folder).root)
+    adopt_open_scene(folder)
     _composite_setup(context, folder)
-    save_plate_scene(context, folder)
 
 
 # Steps done here, in the open scene; and what is done here before a step's worker starts.

@@ -21,6 +21,7 @@ from ..common.stage_table import Step
 from ..common.track_file import read_track_meta
 from . import run_state
 from .build import FACE_NAME, ROLE
+from .composite_scene import GROUP_NODE
 
 NOT_RUN, RUNNING, DONE, STALE, FAILED, DAMAGED = (
     "NOT_RUN", "RUNNING", "DONE", "STALE", "FAILED", "DAMAGED")
@@ -93,10 +94,13 @@ def scene_status(scene: bpy.types.Scene, step: Step) -> str | None:
     if step.name == "transfer":
         keys = face.data.shape_keys if face else None
         return DONE if keys and SOURCE_IDENTITY_KEY in keys.key_blocks else NOT_RUN
-    if step.name == "composite":
+    if step.name == "composite":  # set up in this scene, then its frames as on disk
         tree = getattr(scene, "compositing_node_group", None) or getattr(scene, "node_tree",
                                                                           None)
-        return DONE if tree is not None and tree.get(ROLE) == "composite" else NOT_RUN
+        group = tree.nodes.get(GROUP_NODE) if tree is not None else None
+        if group is None or group.node_tree is None or group.node_tree.get(ROLE) != "composite":
+            return NOT_RUN
+        return None
     return None
 
 

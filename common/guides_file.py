@@ -25,6 +25,7 @@ A folder is written under a temporary name and renamed into place when complete.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +72,15 @@ class Guides:
 def create_partial(folder: Path, frames: int, size: int) -> Path:
     """A temporary folder beside ``folder`` holding zero-filled arrays to write into."""
     partial = partial_folder(folder)
-    for name, (channels, dtype) in ARRAYS.items():
-        np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=dtype,
-                                  shape=(frames, size, size, *channels)).flush()
-    np.save(partial / "crops.npy", np.full((frames, 2, 3), np.nan))
-    np.save(partial / "present.npy", np.zeros(frames, bool))
+    try:
+        for name, (channels, dtype) in ARRAYS.items():
+            np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=dtype,
+                                      shape=(frames, size, size, *channels)).flush()
+        np.save(partial / "crops.npy", np.full((frames, 2, 3), np.nan))
+        np.save(partial / "present.npy", np.zeros(frames, bool))
+    except BaseException:  # a full disk: nothing half-made stays
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return partial
 
 

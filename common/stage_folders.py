@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_failure
 from .errors import FaceGraftError
 
 
@@ -89,6 +90,10 @@ def written_folder(folder: Path, progress=None) -> Iterator[Path]:
         replace_folder(partial, Path(folder))
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        if progress is not None and isinstance(exc, FaceGraftError):
-            progress.error(str(exc))
+        if isinstance(exc, OSError):  # a full disk: name the folder being written
+            exc = FaceGraftError(f"{folder}: could not write ({write_failure(exc)})")
+        if isinstance(exc, FaceGraftError):
+            if progress is not None:
+                progress.error(str(exc))
+            raise exc from None
         raise

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_sidecar
@@ -37,8 +37,10 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
         optimizer_groups = state["param_groups"]
     tensors["rng.torch"] = torch.get_rng_state()
     weights = run / f"checkpoint-{step:08d}.safetensors"
+    # Serialised in memory, written by Python: a full disk is then an OSError with the
+    # file's name (safetensors' own writer reports it as a SafetensorError).
     with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp))
+        tmp.write_bytes(save(tensors))
     try:
         previous = read_sidecar(run)
     except FaceGraftError:  # none yet, or a damaged one this save replaces

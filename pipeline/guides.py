@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.atomic import write_failure
 from ..common.child_process import ChildProcess
 from ..common.crop import DEFAULT_CROP_WIDTH_CM
 from ..common.errors import FaceGraftError
@@ -59,9 +60,11 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
         Progress("guides", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     n = track.frame_count
-    partials = {v: create_partial(footage.guides(size, v), n, size) for v in variants}
     progress = Progress("guides", n, progress_mode)
+    partials = {}
     try:
+        for v in variants:
+            partials[v] = create_partial(footage.guides(size, v), n, size)
         shaped = _render_in_processes(footage.scene, footage.track, partials, size, n,
                                       workers, progress)
         for variant, partial in partials.items():
@@ -75,8 +78,11 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
     except BaseException as exc:
         for partial in partials.values():
             shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk: name the folder being written
+            exc = FaceGraftError(f"{folder}: could not write ({write_failure(exc)})")
         if isinstance(exc, FaceGraftError):
             progress.error(str(exc))
+            raise exc from None
         raise
     progress.finish(output=str(folder), frames=n)
     return folder

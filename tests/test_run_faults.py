@@ -201,3 +201,64 @@ def test_a_run_killed_in_a_long_step_with_new_inputs_never_mixes(step, fast_run,
     assert len(ours) == len(theirs) > 0
     for a, b in zip(ours, theirs, strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 200 MB tmpfs of its own (root only), unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mount refused a tmpfs: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill the disk but ``leave`` bytes."""
+    stat = os.statvfs(disk)
+    with open(disk / "filler", "wb") as filler:
+        filler.truncate(0)
+        remaining = stat.f_bavail * stat.f_frsize - leave
+        block = b"\0" * (1 << 20)
+        while remaining > 0:
+            remaining -= filler.write(block[:min(len(block), remaining)])
+
+
+# Each stage on a full disk: what it must write again (removed first) and its command.
+FULL_DISK = {
+    "guides": (("plate/guides_64", "plate/guides_64_source_identity"),
+               ("guides", "--role", "plate", "--size", "tiny")),
+    "train": ((), ("train", "--profile", "tiny", "--steps", "60", "--resume",
+                   "--checkpoint-every", "5")),
+    "merge": (("merge_tiny",), ("merge", "--profile", "tiny", "--force")),
+    "composite": (("final/final_*.png", "exr"), ("composite", "--profile", "tiny")),
+}
+
+
+@pytest.mark.parametrize("stage", list(FULL_DISK))
+def test_a_full_disk_says_so_and_keeps_the_good_state(stage, fast_run, small_disk):
+    shot = small_disk / "shot"
+    shutil.copytree(fast_run.out, shot, symlinks=True)
+    removed, args = FULL_DISK[stage]
+    for pattern in removed:
+        for path in shot.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    before = {p: p.read_bytes() for p in (shot / "model_tiny").glob("checkpoint*")}
+    _fill(small_disk, leave=64 * 1024)
+    result = run_cli(args[0], "--shot", shot, *args[1:], "--progress", "none")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("facegraft: error: ") and "disk full" in lines[-1], lines[-1]
+    assert str(shot) in lines[-1]
+    leftovers = [p for p in shot.rglob("*") if ".partial" in p.name or p.name.startswith(".tmp")]
+    assert not leftovers, leftovers
+    for path, data in before.items():  # the last good checkpoint is untouched
+        assert path.read_bytes() == data, path
+    (small_disk / "filler").unlink()
+    result = run_cli(args[0], "--shot", shot, *args[1:], "--progress", "none")
+    assert result.returncode == 0, result.stderr  # with room again, the stage completes
