@@ -179,6 +179,13 @@ def _render_range(scene: bpy.types.Scene, layout: ShotLayout, first: int, last: 
         progress.update(len(written))
 
     link_artist_objects(scene)  # objects added since the set-up cut the face too
+    # The shot's final frames are 8-bit PNGs in final/ whatever the scene's own output
+    # (an artist's scene keeps its settings in the .blend: this render does not save).
+    scene.render.filepath = str(layout.final / "final_######")
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # 5.0: the media type comes first
+        settings.media_type = "IMAGE"
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
     scene.render.use_overwrite = False  # frames on disk are complete: they are skipped
     scene.render.use_placeholder = False
     scene.frame_start, scene.frame_end = todo[0], todo[-1]

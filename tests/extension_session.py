@@ -93,8 +93,8 @@ found["frame_end"] = scene.frame_end
 folder, plan = plan_of(bpy.context)
 found["steps"] = {step.name: run_step(step.name) for step in plan
                   if step.name not in ("track plate", "build plate")}
-tree = scene.compositing_node_group
-found["compositor"] = tree.name if tree else None
+tree = getattr(scene, "compositing_node_group", None) or getattr(scene, "node_tree", None)
+found["compositor"] = sorted(node.name for node in tree.nodes) if tree else None
 scene.frame_set(30)
 bpy.ops.render.render(write_still=False)  # the artist's F12
 found["exr_written"] = [p.name for p in (shot / "exr").glob("*.exr")]

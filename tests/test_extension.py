@@ -53,7 +53,8 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
     assert {"track.npz", "face_shape.pc2", "scene.blend", "guides_64",
             "guides_64_source_identity", "dataset_64"} <= set(found["plate_outputs"])
     assert set(found["statuses"].values()) == {"DONE"}, found["statuses"]
-    assert found["compositor"] == "FaceGraft Composite"
+    # The composite joined the scene's own compositor as a node group.
+    assert {"FaceGraft Composite", "FaceGraft EXR Layers"} <= set(found["compositor"])
     # Composite rendered the shot's frames (PNG and EXR) into the shot folder.
     assert len(found["exr_written"]) == 72 and "facegraft_000030.exr" in found["exr_written"]
     # Nothing was written beside the footage.

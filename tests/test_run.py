@@ -155,24 +155,27 @@ def test_a_disk_that_fills_up(franck, single_face, tmp_path):
     assert os.path.getsize(franck) > 0 and os.path.getsize(single_face) > 0
 
 
-def test_an_artists_edit_of_the_shot_blend_is_rendered_and_kept(fast_run, franck, single_face):
-    """Runs last among the fast run's tests: it changes the run's composite."""
+def test_an_artists_edit_of_the_shot_blend_is_rendered_and_kept(fast_run, franck, single_face,
+                                                                tmp_path):
+    """On a copy of the fast run (the other tests' run stays FaceGraft's own)."""
     import bpy
 
-    blend = fast_run.out / "shot.blend"
+    shot = tmp_path / "shot"
+    shutil.copytree(fast_run.out, shot, symlinks=True)
+    blend = shot / "shot.blend"
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
     # The artist turns the face layer off in FaceGraft's compositor group and saves.
     bpy.data.node_groups["FaceGraft Composite"].nodes["Face Over Plate"].inputs["Factor"] \
         .default_value = 0.0
     bpy.ops.wm.save_mainfile()
     edited = blend.read_bytes()
-    result = run_cli(*run_args(franck, single_face, fast_run.out))
+    result = run_cli(*run_args(franck, single_face, shot))
     assert result.returncode == 0, result.stderr
     assert "] composite: up to date" not in result.stderr
     assert blend.read_bytes() == edited  # rendered, not replaced
-    metrics = json.loads((fast_run.out / "metrics.json").read_text())
+    metrics = json.loads((shot / "metrics.json").read_text())
     assert metrics["final_vs_plate"]["inside_matte_mean_abs"] < 2.5  # the edit shows
-    state = json.loads((fast_run.out / "final" / "render.json").read_text())
+    state = json.loads((shot / "final" / "render.json").read_text())
     assert state["blend_origin"] == "edited"
 
 
