@@ -12,6 +12,7 @@ resumed from a checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from ..common.errors import FaceGraftError
 from ..common.profiles import GUIDE_NAMES, get_profile
 from ..common.progress import Progress
 from ..common.shot_layout import CHECKPOINT_SIDECAR, FootageFolder, ShotLayout
+from ..common.texture_file import texture_key
 from ..pipeline.texture import Texture, load_texture, render_face
 from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
 from .losses import occlusion_loss, reconstruction_loss
@@ -198,6 +200,34 @@ def model_config(model_dir: Path, options: TrainOptions, resume: bool,
     return trained
 
 
+def _data_key(layout: ShotLayout, size: int) -> str:
+    """What the model learns from: both datasets and textures (their recorded inputs)."""
+    keys = []
+    for footage in (layout.source, layout.plate):
+        try:
+            meta = json.loads((footage.dataset(size) / "meta.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        keys += [meta.get("inputs_key") if isinstance(meta, dict) else None,
+                 texture_key(footage.texture)]
+    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+
+
+def _set_aside_if_other_data(model_dir: Path, data_key: str) -> None:
+    """A model trained on other data is not resumed (its frames would mix what it learnt
+    from both): it is moved to ``model_<profile>.previous`` and training starts again."""
+    if not checkpoint_is_complete(model_dir):
+        return
+    trained_on = read_sidecar(model_dir).get("options", {}).get("data_key")
+    if trained_on is None or trained_on == data_key:
+        return
+    aside = model_dir.with_name(model_dir.name + ".previous")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(model_dir, aside)
+    print(f"facegraft train: the datasets changed since {model_dir} was trained; it was "
+          f"moved to {aside} and training starts again", file=sys.stderr)
+
+
 def _set_aside_damaged(model_dir: Path) -> None:
     aside = model_dir.with_name(model_dir.name + ".damaged")
     shutil.rmtree(aside, ignore_errors=True)
@@ -303,6 +333,9 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
     if options.steps is None and options.minutes is None:
         raise FaceGraftError("say how long to train: --steps S or --minutes M")
     model_dir = layout.model(options.profile)
+    data_key = _data_key(layout, get_profile(options.profile).resolution)
+    if resume:
+        _set_aside_if_other_data(model_dir, data_key)
     config = model_config(model_dir, options, resume, guides)
     source = FootageData(layout.source, config, options.source_frames)
     target = FootageData(layout.plate, config, options.plate_frames)
@@ -321,8 +354,8 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
         return elapsed_before + time.perf_counter() - started
 
     def save() -> None:
-        save_checkpoint(model_dir, step, model, optimizer, config.to_dict(), asdict(options),
-                        elapsed())
+        save_checkpoint(model_dir, step, model, optimizer, config.to_dict(),
+                        {**asdict(options), "data_key": data_key}, elapsed())
 
     with open(model_dir / "loss.jsonl", "a") as log:
         while not ((options.steps is not None and step >= options.steps)

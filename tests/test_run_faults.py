@@ -169,6 +169,8 @@ KILLED_STEPS = {
 
 def _changed(args: list[str], option: str, value: str) -> list[str]:
     out = list(args)
+    if option not in out:
+        return [*out, option, value]
     out[out.index(option) + 1] = value
     return out
 
