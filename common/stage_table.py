@@ -450,18 +450,13 @@ def _frame_args(frames: str | None) -> list[str]:
     return ["--start", first or "0"] + (["--end", end] if end else [])
 
 
-def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
-    """Every step of a shot, in an order that respects their dependencies."""
-    layout, s = ShotLayout(root), settings
+def _scene_steps(layout: ShotLayout, s: ShotSettings) -> list[Step]:
+    """Tracking both footages and building their scenes, the plate's with the source's
+    face shape transferred."""
     shot = ["--shot", str(layout.root)]
-    profile = ["--profile", s.profile]
-    size = PROFILES[s.profile].resolution
     plate, source = layout.plate, layout.source
-    length = (["--steps", str(s.steps)] if s.steps is not None else
-              ["--minutes", str(s.minutes or PROFILES[s.profile].default_minutes)])
     pick = ["--pick", f"{s.pick[0]},{s.pick[1]}"] if s.pick else []
-    source_shaped = plate.guides(size, SOURCE_IDENTITY_KEY)
-    steps = [
+    return [
         Step("track plate", "Track Plate", "track", SECTIONS[0],
              ("track", str(s.plate), *shot, "--role", "plate", *_frame_args(s.plate_frames),
               *pick), (), (plate.track,), reads=(s.plate,)),
@@ -476,6 +471,21 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
         Step("build source", "Source Scene", "build", SECTIONS[1],
              ("build", *shot, "--role", "source"), (source.track,),
              (source.scene, source.point_cache)),
+    ]
+
+
+def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
+    """Every step of a shot, in an order that respects their dependencies."""
+    layout, s = ShotLayout(root), settings
+    shot = ["--shot", str(layout.root)]
+    profile = ["--profile", s.profile]
+    size = PROFILES[s.profile].resolution
+    plate, source = layout.plate, layout.source
+    length = (["--steps", str(s.steps)] if s.steps is not None else
+              ["--minutes", str(s.minutes or PROFILES[s.profile].default_minutes)])
+    source_shaped = plate.guides(size, SOURCE_IDENTITY_KEY)
+    steps = [
+        *_scene_steps(layout, s),
         Step("guides source", "Source Guides", "guides", SECTIONS[1],
              ("guides", *shot, "--role", "source", "--size", s.profile), (source.scene,),
              (source.guides(size),), reads=(source.scene,)),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..common.atomic import write_bytes_atomic
 from ..common.profiles import PROFILE_NAMES
-from ..common.stage_table import ShotSettings, shot_plan
+from ..common.stage_table import STAGES_BY_NAME, ShotSettings, shot_plan
 
 OPENJD_FILE = "openjd/facegraft.json"
 FLAMENCO_FILE = "flamenco/facegraft.js"
@@ -113,8 +113,6 @@ def _train_limits(argv: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _progress(stage: str) -> tuple[str, ...]:
-    from ..common.stage_table import STAGES_BY_NAME
-
     return ("--progress", "json") if STAGES_BY_NAME[stage].progress else ()
 
 
