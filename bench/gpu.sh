@@ -16,3 +16,34 @@ for batch in 8 32; do
 done
 python3 bench/swap.py --device cuda --profiles gpu,hq --seconds 10 --batch-size 32 \
   | tee -a "$out/gpu.txt"
+
+# Scaling from 1 to N GPUs: the real training (torchrun, DistributedDataParallel over
+# NCCL) on a shot whose datasets and textures are made (bench/gpu.sh SHOT; the GPU machine
+# needs no Blender for this). Each GPU trains BATCH crops per step; the figure is steps
+# per second after the first 20 steps, and crops per second over all GPUs.
+shot=${1:-}
+if [ -z "$shot" ]; then
+  echo "scaling: skipped (give a shot folder with datasets: bench/gpu.sh SHOT)" | tee -a "$out/gpu.txt"
+  exit 0
+fi
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+batch=${BATCH:-16}
+steps=${STEPS:-120}
+for n in 1 2 4 8; do
+  [ "$n" -le "$gpus" ] || break
+  work=$(mktemp -d)
+  ln -s "$(realpath "$shot")/plate" "$work/plate"
+  ln -s "$(realpath "$shot")/source" "$work/source"
+  python3 -m torch.distributed.run --nproc-per-node "$n" -m facegraft train --shot "$work" \
+    --profile "${PROFILE:-gpu}" --steps "$steps" --batch-size "$batch" --progress none \
+    --checkpoint-every 100000 --preview-every 100000 > /dev/null
+  python3 - "$work/model_${PROFILE:-gpu}/loss.jsonl" "$n" "$batch" <<'PY' | tee -a "$out/gpu.txt"
+import json, sys
+log, gpus, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+times = [json.loads(line)["seconds"] for line in open(log)]
+rate = (len(times) - 20) / (times[-1] - times[19])
+print(f"scaling gpus={gpus} batch_per_gpu={batch} steps_per_s={rate:.2f} "
+      f"crops_per_s={rate * batch * gpus:.0f}")
+PY
+  rm -rf "$work"
+done

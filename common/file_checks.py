@@ -33,9 +33,64 @@ def png_is_complete(path: Path) -> bool:
     return ends is not None and ends[0] == PNG_MAGIC and ends[1] == PNG_END
 
 
+# Rows of pixels per chunk for each OpenEXR compression (NONE, RLE, ZIPS, ZIP, PIZ, PXR24,
+# B44, B44A, DWAA, DWAB): a single-part file without a chunkCount attribute needs it.
+EXR_LINES_PER_CHUNK = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256)
+EXR_TILED, EXR_MULTIPART = 0x200, 0x1000
+
+
+def _exr_headers(data: bytes, multipart: bool) -> tuple[list[dict[str, bytes]], int]:
+    """The attributes of each part's header and where the offset tables start."""
+    at, parts = 8, []
+    while True:
+        attributes = {}
+        while data[at] != 0:
+            name_end = data.index(b"\0", at)
+            type_end = data.index(b"\0", name_end + 1)
+            size = int.from_bytes(data[type_end + 1:type_end + 5], "little", signed=True)
+            attributes[data[at:name_end].decode("latin-1")] = data[type_end + 5:type_end + 5 + size]
+            at = type_end + 5 + size
+        parts.append(attributes)
+        at += 1
+        if not multipart:
+            return parts, at
+        if data[at] == 0:  # an empty header ends a multi-part file's list of headers
+            return parts, at + 1
+
+
+def _exr_chunk_count(attributes: dict[str, bytes]) -> int:
+    if "chunkCount" in attributes:
+        return int.from_bytes(attributes["chunkCount"], "little", signed=True)
+    window = np.frombuffer(attributes["dataWindow"], "<i4")
+    lines = EXR_LINES_PER_CHUNK[attributes["compression"][0]]
+    return -(-(int(window[3]) - int(window[1]) + 1) // lines)
+
+
 def exr_is_complete(path: Path) -> bool:
-    ends = _head_and_tail(path, 4, 0)
-    return ends is not None and ends[0] == EXR_MAGIC and Path(path).stat().st_size > 64
+    """OpenEXR writes its chunk offset table as zeros first and fills it in when the file is
+    closed: a file cut short has a zero or out-of-range offset, or its last chunk runs past
+    the end. Reads the headers, the table and one chunk's prefix, never the pixels."""
+    try:
+        with open(path, "rb") as f:
+            length = os.fstat(f.fileno()).st_size
+            head = f.read(1 << 16)
+            if head[:4] != EXR_MAGIC:
+                return False
+            flags = int.from_bytes(head[4:8], "little")
+            parts, table = _exr_headers(head, bool(flags & EXR_MULTIPART))
+            count = sum(_exr_chunk_count(part) for part in parts)
+            f.seek(table)
+            offsets = np.frombuffer(f.read(8 * count), "<u8", count)
+            if count == 0 or offsets.min() < table + 8 * count or offsets.max() >= length:
+                return False
+            if flags & EXR_TILED:  # tiled chunks have a longer prefix; the table is enough
+                return True
+            last = int(offsets.max()) + (4 if flags & EXR_MULTIPART else 0)
+            f.seek(last + 4)
+            size = int.from_bytes(f.read(4), "little", signed=True)
+        return last + 8 + size == length
+    except (OSError, ValueError, IndexError, KeyError):
+        return False
 
 
 def blend_is_complete(path: Path) -> bool:

@@ -3,6 +3,8 @@ training, swapping and evaluation share one definition."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -32,13 +34,20 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
     return (numerator / denominator).mean(dim=1, keepdim=True)
 
 
-def reconstruction_loss(rgb, mask_logits, batch, region_weight: float):
+def _same(total: torch.Tensor) -> torch.Tensor:
+    return total
+
+
+def reconstruction_loss(rgb, mask_logits, batch, region_weight: float,
+                        total_of: Callable[[torch.Tensor], torch.Tensor] = _same):
+    """``total_of``: the weights' total over the whole batch from this share's total (the
+    mean over the training processes, so their averaged gradients are the whole batch's)."""
     mask = batch["mask"]
     heavy = torch.zeros_like(mask)
     for label in HEAVY_REGIONS:
         heavy = heavy + (batch["region"] == label).unsqueeze(1).float()
     weight = mask * (1 + (region_weight - 1) * heavy)
-    total = weight.sum().clamp(min=1)
+    total = total_of(weight.sum()).clamp(min=1)
     l1 = ((rgb - batch["rgb"]).abs().mean(dim=1, keepdim=True) * weight).sum() / total
     ssim = 1 - (ssim_map(rgb, batch["rgb"]) * weight).sum() / total
     mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask)
@@ -46,11 +55,11 @@ def reconstruction_loss(rgb, mask_logits, batch, region_weight: float):
                                           "mask": mask_loss.item()}
 
 
-def occlusion_loss(logits: torch.Tensor, coverage: torch.Tensor, face: torch.Tensor
-                   ) -> torch.Tensor:
+def occlusion_loss(logits: torch.Tensor, coverage: torch.Tensor, face: torch.Tensor,
+                   total_of: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
     """Binary cross-entropy of the occlusion head against the pasted occluders' coverage
     (B, 1, R, R), counted fully on and around the face and a quarter elsewhere."""
     near_face = F.max_pool2d(face, 9, stride=1, padding=4)
     weight = 0.25 + 0.75 * near_face
     loss = F.binary_cross_entropy_with_logits(logits, coverage, weight=weight, reduction="sum")
-    return loss / weight.sum()
+    return loss / total_of(weight.sum())

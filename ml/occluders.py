@@ -3,8 +3,9 @@ model learns what stands in front of a face and the occlusion head learns to see
 
 Each occluder is a shape (its mask, anti-aliased) filled with a texture: a patch of
 another crop (the other person's skin, a piece of background), a flat colour with a
-gradient, or noise. Everything random comes from one ``numpy`` generator, seeded per
-training step, so resumed training draws the same occluders.
+gradient, or noise. Everything random comes from one ``numpy`` generator per crop, seeded
+by the training step and the crop's place in the batch, so resumed training (and training
+split over several processes) draws the same occluders.
 """
 
 from __future__ import annotations
@@ -79,12 +80,12 @@ def occluder_mask(rng: np.random.Generator, size: int, kind: str | None = None) 
     return SHAPES[kind](rng, size).astype(np.float32) / 255
 
 
-def occluder_texture(rng: np.random.Generator, size: int, donors: np.ndarray) -> np.ndarray:
-    """What the occluder looks like (size, size, 3) uint8: a shifted patch of one of the
-    ``donors`` (crops of other frames or the other person), or a shaded flat colour."""
+def occluder_texture(rng: np.random.Generator, size: int, donor: np.ndarray | None
+                     ) -> np.ndarray:
+    """What the occluder looks like (size, size, 3) uint8: a shifted patch of ``donor`` (a
+    crop of another frame or the other person), or a shaded flat colour."""
     choice = rng.uniform()
-    if choice < 0.6 and len(donors):
-        donor = donors[rng.integers(len(donors))]
+    if choice < 0.6 and donor is not None:
         shift = rng.integers(-size // 2, size // 2 + 1, 2)
         patch = np.roll(donor, tuple(shift), axis=(0, 1))
         return patch if rng.uniform() < 0.5 else patch[:, ::-1]
@@ -96,15 +97,18 @@ def occluder_texture(rng: np.random.Generator, size: int, donors: np.ndarray) ->
     return np.clip(texture, 0, 255).astype(np.uint8)
 
 
-def paste_occluders(images: np.ndarray, face: np.ndarray, rng: np.random.Generator,
-                    donors: np.ndarray, chance: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def paste_occluders(images: np.ndarray, face: np.ndarray, rngs: list[np.random.Generator],
+                    donors: np.ndarray | None, chance: float = 0.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Occlude about ``chance`` of the crops (N, S, S, 3) float32 in 0..1 (``face``: their
-    face masks, ``donors``: uint8 crops to cut textures from). Returns the crops and the
-    occluders' coverage (N, S, S) float32; an occluder always covers some of the face."""
+    face masks, ``rngs``: one generator per crop, ``donors``: one uint8 crop per crop to cut
+    textures from). Returns the crops and the occluders' coverage (N, S, S) float32; an
+    occluder always covers some of the face. Each crop's occluder depends only on its own
+    generator and donor, so a batch split over several processes draws the same ones."""
     images = images.copy()
     size = images.shape[1]
     coverage = np.zeros(images.shape[:3], np.float32)
-    for i in range(len(images)):
+    for i, rng in enumerate(rngs):
         if rng.uniform() >= chance:
             continue
         for _ in range(8):  # retry until it covers 3 to 60 % of the face
@@ -112,7 +116,8 @@ def paste_occluders(images: np.ndarray, face: np.ndarray, rng: np.random.Generat
             covered = (mask * face[i]).sum() / max(face[i].sum(), 1)
             if 0.03 <= covered <= 0.6:
                 break
-        texture = occluder_texture(rng, size, donors).astype(np.float32) / 255
+        donor = None if donors is None else donors[i]
+        texture = occluder_texture(rng, size, donor).astype(np.float32) / 255
         images[i] = images[i] * (1 - mask[..., None]) + texture * mask[..., None]
         coverage[i] = mask
     return images, coverage

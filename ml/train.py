@@ -20,12 +20,16 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..common.atomic import atomic_path, write_bytes_atomic
 from ..common.checkpoint_file import checkpoint_is_complete
@@ -37,6 +41,9 @@ from ..common.shot_layout import CHECKPOINT_SIDECAR, FootageFolder, ShotLayout
 from ..common.texture_file import texture_key
 from ..pipeline.texture import Texture, load_texture, render_face
 from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
+from .distributed import Ranks, broadcast_flag, mean_across, ranks_from_environment, wait_for_all
+from .distributed import start as start_processes
+from .distributed import stop as stop_processes
 from .losses import occlusion_loss, reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
 from .occluders import paste_occluders
@@ -118,12 +125,16 @@ def guide_arrays(data: dict, rows: np.ndarray, albedo_of: Texture | None,
     return arrays
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, first: int = 0,
+            total: int | None = None) -> torch.Tensor:
     """Random small similarity warps and colour changes of the encoder's input. The
-    random numbers come from the (CPU) generator; the work runs where the images are."""
+    random numbers come from the (CPU) generator, drawn for the ``total`` crops of the whole
+    batch of which ``images`` are the ``first``... share (several training processes each
+    warp their share the way one process would); the work runs where the images are."""
     n = len(images)
-    u = torch.rand(n, 6, generator=generator) * 2 - 1
-    jitter = torch.rand(n, 3, 1, 1, generator=generator) * 0.1
+    total = n if total is None else total
+    u = (torch.rand(total, 6, generator=generator) * 2 - 1)[first:first + n]
+    jitter = (torch.rand(total, 3, 1, 1, generator=generator) * 0.1)[first:first + n]
     angle = u[:, 0] * math.radians(5)
     scale = 1 + u[:, 1] * 0.05
     theta = torch.zeros(n, 2, 3)
@@ -166,7 +177,7 @@ def train_shot(shot: Path, profile: str = "cpu", minutes: float | None = None,
                steps: int | None = None, batch_size: int = 8, checkpoint_every: int = 200,
                preview_every: int = 200, seed: int = 1, source_frames: str | None = None,
                plate_frames: str | None = None, guides: tuple[str, ...] = GUIDE_NAMES,
-               resume: bool = False, progress_mode: str = "bar") -> Path:
+               resume: bool = False, progress_mode: str = "bar") -> Path | None:
     """``facegraft train``: the shot's model of ``profile`` from its source and plate."""
     layout = ShotLayout(shot)
     options = TrainOptions(
@@ -236,7 +247,8 @@ def _set_aside_damaged(model_dir: Path) -> None:
           f"{aside} and training starts again", file=sys.stderr)
 
 
-def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resume: bool):
+def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resume: bool,
+                ranks: Ranks):
     """The model and optimizer, new or restored from the folder's checkpoint, and the step
     and training time it had reached."""
     torch.manual_seed(options.seed)  # the initial weights; each step seeds its own draws
@@ -249,9 +261,17 @@ def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resu
             restore(model, optimizer, sidecar, tensors)
             step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
         except FaceGraftError:  # weights changed since they were written
-            _set_aside_damaged(model_dir)
-            model_dir.mkdir()
-    _trim_log(model_dir / "loss.jsonl", step)
+            torch.manual_seed(options.seed)  # every process starts again from the seed's
+            model = SwapModel(config)
+            optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate,
+                                         betas=(0.5, 0.999))
+            step, elapsed = 0, 0.0
+            if ranks.is_main:
+                _set_aside_damaged(model_dir)
+                model_dir.mkdir()
+    if ranks.is_main:
+        _trim_log(model_dir / "loss.jsonl", step)
+    wait_for_all(ranks)
     return model, optimizer, step, elapsed
 
 
@@ -281,71 +301,166 @@ def _to_device(model: SwapModel, optimizer, device: torch.device) -> None:
                     state[key] = value.to(device)
 
 
-def _training_step(model: SwapModel, batches: tuple, generator: torch.Generator,
-                   rng: np.random.Generator, device: torch.device, region_weight: float
-                   ) -> tuple[float, dict]:
-    """Forward and backward of both identities; returns the mean loss and its parts."""
-    parts, loss_total = {}, 0.0
+class BothIdentities(nn.Module):
+    """A training step's forward: each identity reconstructed by its own decoder and, when
+    the model has an occlusion head, that head's view of each occluded input. One forward
+    and one backward per step, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SwapModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: list, guides: list, occluded: list, masks: list) -> list:
+        out = []
+        for identity in (SOURCE, TARGET):
+            rgb, mask_logits = self.model(inputs[identity], guides[identity], identity)
+            occlusion = (None if occluded[identity] is None else
+                         self.model.occlusion(occluded[identity], masks[identity]))
+            out.append((rgb, mask_logits, occlusion))
+        return out
+
+
+def _step_batches(footages: tuple, generator: torch.Generator, half: int, ranks: Ranks
+                  ) -> tuple[dict, dict]:
+    """This process's share of the step's batch: ``half`` crops of each identity, drawn for
+    the whole batch (every process draws the same) and sorted, then split by rank."""
+    batches = []
+    for data in footages:
+        drawn = torch.randint(len(data.rows), (half * ranks.world,), generator=generator)
+        rows = np.sort(data.rows[drawn.numpy()])
+        batches.append(data.batch(rows[ranks.rank * half:(ranks.rank + 1) * half]))
+    return tuple(batches)
+
+
+def _step_inputs(model: SwapModel, batches: tuple, generator: torch.Generator,
+                 seeds: tuple[int, int], ranks: Ranks, device: torch.device) -> tuple:
+    """The encoder's inputs (occluded, warped), the guides, the occluded crops and the
+    occluders' coverage of each identity. ``seeds``: (seed, step)."""
+    half = len(batches[0]["rgb"])
+    first, total = ranks.rank * half, half * ranks.world
+    inputs, guides, occluded, coverages = [], [], [], []
     for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
-        inputs, coverage = batch["rgb"], None
+        crops, coverage = batch["rgb"], None
         if model.occlusion is not None:  # occluders over the input; the target stays clean
             donors = (batches[1 - identity]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy()
-            occluded, pasted = paste_occluders(batch["rgb"].permute(0, 2, 3, 1).numpy(),
-                                               batch["mask"][:, 0].numpy(), rng, donors)
-            inputs = torch.from_numpy(occluded).permute(0, 3, 1, 2)
+            rngs = [np.random.default_rng([*seeds, identity, first + i]) for i in range(half)]
+            pasted_crops, pasted = paste_occluders(crops.permute(0, 2, 3, 1).numpy(),
+                                                   batch["mask"][:, 0].numpy(), rngs, donors)
+            crops = torch.from_numpy(pasted_crops).permute(0, 3, 1, 2)
             coverage = torch.from_numpy(pasted).unsqueeze(1).to(device)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        inputs = inputs.to(device)
-        warped = augment(inputs, generator)
-        guides = batch["guides"] if model.config.use_guides else None
+        crops = crops.to(device)
+        warped = augment(crops, generator, first, total)
         if device.type == "cuda":
             warped = warped.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            rgb, mask_logits = model(warped, guides, identity)
-            occlusion = (model.occlusion(inputs, batch["mask"]) if coverage is not None
-                         else None)
+        inputs.append(warped)
+        guides.append(batch["guides"].to(device) if model.config.use_guides else None)
+        occluded.append(crops if coverage is not None else None)
+        coverages.append(coverage)
+    return inputs, guides, occluded, coverages
+
+
+def _training_step(forward: nn.Module, model: SwapModel, batches: tuple,
+                   generator: torch.Generator, seeds: tuple[int, int], device: torch.device,
+                   region_weight: float, ranks: Ranks) -> tuple[float, dict]:
+    """Forward and backward of both identities; returns the mean loss and its parts, over
+    the whole batch (all processes)."""
+    inputs, guides, occluded, coverages = _step_inputs(model, batches, generator, seeds,
+                                                       ranks, device)
+    batches = tuple({k: v.to(device) for k, v in batch.items()} for batch in batches)
+    masks = [batch["mask"] for batch in batches]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        outputs = forward(inputs, guides, occluded, masks)
+    total_of = partial(mean_across, ranks)
+    parts, loss_total = {}, 0
+    for identity, (rgb, mask_logits, occlusion) in zip((SOURCE, TARGET), outputs, strict=True):
+        batch = batches[identity]
         loss, values = reconstruction_loss(rgb.float(), mask_logits.float(), batch,
-                                           region_weight)
+                                           region_weight, total_of)
         if occlusion is not None:
-            values["occlusion"] = occlusion_loss(occlusion.float(), coverage, batch["mask"])
-            loss = loss + values["occlusion"]
-            values["occlusion"] = values["occlusion"].item()
-        loss.backward()
-        loss_total += loss.item()
+            occlusion_part = occlusion_loss(occlusion.float(), coverages[identity],
+                                            batch["mask"], total_of)
+            loss = loss + occlusion_part
+            values["occlusion"] = occlusion_part.item()
+        loss_total = loss_total + loss
         name = "source" if identity == SOURCE else "target"
         parts.update({f"{k}_{name}": v for k, v in values.items()})
-    return loss_total / 2, parts
+    loss_total.backward()
+    names = list(parts)
+    means = mean_across(ranks, torch.tensor([loss_total.item(), *parts.values()],
+                                            dtype=torch.float64, device=device)).tolist()
+    return means[0] / 2, dict(zip(names, means[1:], strict=True))
 
 
 def _write_config(model_dir: Path, layout: ShotLayout, options: TrainOptions,
-                  config: SwapConfig, device: torch.device, source: FootageData,
-                  target: FootageData) -> None:
-    """config.json: every training option and the network's configuration."""
+                  config: SwapConfig, device: torch.device, footages: tuple,
+                  ranks: Ranks) -> None:
+    """config.json: every training option, the network's configuration, and the batch
+    and learning rate as trained (``batch_size`` is each process's)."""
+    per_process = 2 * max(1, options.batch_size // 2)
     record = {"source": str(layout.source.path), "plate": str(layout.plate.path),
               **asdict(options), "config": config.to_dict(), "device": str(device),
-              "source_rows": int(len(source.rows)), "plate_rows": int(len(target.rows))}
-    (model_dir / "config.json").write_text(json.dumps(record, indent=1))
+              "processes": ranks.world, "batch_per_process": per_process,
+              "effective_batch_size": per_process * ranks.world,
+              "effective_learning_rate": options.learning_rate,
+              "source_rows": int(len(footages[0].rows)), "plate_rows": int(len(footages[1].rows))}
+    write_bytes_atomic(model_dir / "config.json", json.dumps(record, indent=1).encode())
     (model_dir / "previews").mkdir(exist_ok=True)
 
 
-def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
-          progress_mode: str = "bar", guides: tuple[str, ...] = GUIDE_NAMES) -> Path:
-    if options.steps is None and options.minutes is None:
-        raise FaceGraftError("say how long to train: --steps S or --minutes M")
+def _open_training(layout: ShotLayout, options: TrainOptions, resume: bool,
+                   guides: tuple[str, ...], ranks: Ranks) -> tuple:
+    """The model folder set up by the first process (a model of other data or a damaged one
+    moved aside), then on every process: the footages, the model, its optimizer and the
+    step and training time reached."""
     model_dir = layout.model(options.profile)
     data_key = _data_key(layout, get_profile(options.profile).resolution)
-    if resume:
-        _set_aside_if_other_data(model_dir, data_key)
-    config = model_config(model_dir, options, resume, guides)
-    source = FootageData(layout.source, config, options.source_frames)
-    target = FootageData(layout.plate, config, options.plate_frames)
-    model_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
-    model, optimizer, step, elapsed_before = _open_model(model_dir, options, config, resume)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if ranks.is_main:
+        if resume:
+            _set_aside_if_other_data(model_dir, data_key)
+        config = model_config(model_dir, options, resume, guides)
+    wait_for_all(ranks)
+    if not ranks.is_main:
+        config = model_config(model_dir, options, resume, guides)
+    footages = (FootageData(layout.source, config, options.source_frames),
+                FootageData(layout.plate, config, options.plate_frames))
+    if ranks.is_main:
+        model_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
+    wait_for_all(ranks)
+    model, optimizer, step, elapsed = _open_model(model_dir, options, config, resume, ranks)
+    return model_dir, data_key, config, footages, model, optimizer, step, elapsed
+
+
+def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
+          progress_mode: str = "bar", guides: tuple[str, ...] = GUIDE_NAMES) -> Path | None:
+    """Train on this process, or on every process torchrun started (see ``distributed``).
+    Returns the model folder (nothing on the processes other than the first: one line is
+    printed per training, not per process)."""
+    if options.steps is None and options.minutes is None:
+        raise FaceGraftError("say how long to train: --steps S or --minutes M")
+    ranks = ranks_from_environment()
+    start_processes(ranks)
+    try:
+        model_dir = _train(layout, options, resume, progress_mode, guides, ranks)
+        return model_dir if ranks.is_main else None
+    finally:
+        stop_processes(ranks)
+
+
+def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mode: str,
+           guides: tuple[str, ...], ranks: Ranks) -> Path:
+    (model_dir, data_key, config, footages, model, optimizer, step,
+     elapsed_before) = _open_training(layout, options, resume, guides, ranks)
+    device = ranks.device()
     _to_device(model, optimizer, device)
-    _write_config(model_dir, layout, options, config, device, source, target)
+    forward = BothIdentities(model)
+    if ranks.distributed:
+        forward = DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
+    if ranks.is_main:
+        _write_config(model_dir, layout, options, config, device, footages, ranks)
     deadline = None if options.minutes is None else options.minutes * 60
-    progress = Progress("train", options.steps or int(deadline), progress_mode)
+    progress = Progress("train", options.steps or int(deadline),
+                        progress_mode if ranks.is_main else "none")
     started = time.perf_counter()
     half = max(1, options.batch_size // 2)
     last_saved, batches = step, None
@@ -353,29 +468,30 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - started
 
-    def save() -> None:
-        save_checkpoint(model_dir, step, model, optimizer, config.to_dict(),
-                        {**asdict(options), "data_key": data_key}, elapsed())
+    def finished() -> bool:
+        return ((options.steps is not None and step >= options.steps)
+                or (deadline is not None and elapsed() >= deadline))
 
-    with open(model_dir / "loss.jsonl", "a") as log:
-        while not ((options.steps is not None and step >= options.steps)
-                   or (deadline is not None and elapsed() >= deadline)):
+    def save() -> None:
+        if ranks.is_main:
+            save_checkpoint(model_dir, step, model, optimizer, config.to_dict(),
+                            {**asdict(options), "data_key": data_key}, elapsed())
+
+    with _loss_log(model_dir, ranks) as log:
+        while not broadcast_flag(ranks, finished(), device):
             generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
-            rng = np.random.default_rng(options.seed * 1_000_003 + step)
-            batches = tuple(
-                data.batch(data.rows[torch.randint(len(data.rows), (half,),
-                                                   generator=generator).numpy()])
-                for data in (source, target))
+            batches = _step_batches(footages, generator, half, ranks)
             optimizer.zero_grad(set_to_none=True)
-            loss, parts = _training_step(model, batches, generator, rng, device,
-                                         options.region_weight)
+            loss, parts = _training_step(forward, model, batches, generator,
+                                         (options.seed, step), device,
+                                         options.region_weight, ranks)
             optimizer.step()
             step += 1
             log.write(json.dumps({"step": step, "loss": loss, **parts,
                                   "seconds": round(elapsed(), 2)}) + "\n")
             log.flush()
             progress.update(step if options.steps else int(elapsed()))
-            if step % options.preview_every == 0:
+            if ranks.is_main and step % options.preview_every == 0:
                 _write_preview(model_dir / "previews" / f"step_{step:08d}.png", model, *batches)
                 _write_preview(layout.preview(options.profile), model, *batches)
             if step % options.checkpoint_every == 0:
@@ -383,7 +499,12 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
                 last_saved = step
         if step != last_saved:
             save()
-    if batches is not None:
+    if batches is not None and ranks.is_main:
         _write_preview(layout.preview(options.profile), model, *batches)
     progress.finish(output=str(model_dir), steps=step)
     return model_dir
+
+
+def _loss_log(model_dir: Path, ranks: Ranks) -> TextIO:
+    """The loss log (appended to), written by the first process only."""
+    return open(model_dir / "loss.jsonl", "a") if ranks.is_main else open(os.devnull, "w")

@@ -17,6 +17,7 @@ import pytest
 # Blender (the bpy module) must never read or write the real user's configuration: point
 # it at a throwaway folder before anything imports bpy.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="facegraft-blender-"))
+from facegraft.common.file_checks import exr_is_complete, png_is_complete
 from facegraft.common.samples import sample_path
 from facegraft.common.shot_layout import ShotLayout
 
@@ -106,7 +107,7 @@ class FastRun:
     """A tiny-profile run of every stage on 20 plate frames, killed mid-render and resumed."""
 
     out: Path
-    killed_at: dict[str, tuple[int, int]]  # final PNGs on disk when it was killed: inode, mtime
+    killed_at: dict[str, tuple[int, int]]  # whole final frames when it was killed: inode, mtime
     resume: subprocess.CompletedProcess
     resume_seconds: float
 
@@ -120,6 +121,15 @@ def run_args(source: Path, plate: Path, shot: Path) -> list[str]:
             *FAST_RUN_ARGS]
 
 
+def _whole_frames(shot: Path) -> list[Path]:
+    """Final PNGs whose frame is whole: the PNG and its EXR layers both complete (a kill
+    can fall between the two files, and then the frame is rendered again)."""
+    layout = ShotLayout(shot)
+    return [png for png in sorted(layout.final.glob("final_*.png"))
+            if png_is_complete(png) and exr_is_complete(
+                layout.exr_frame(int(png.stem.removeprefix("final_"))))]
+
+
 @pytest.fixture(scope="session")
 def fast_run(franck, single_face, tmp_path_factory) -> FastRun:
     """``facegraft run`` (man A onto man B, tiny profile, plate frames 0-19), SIGKILLed with
@@ -128,16 +138,15 @@ def fast_run(franck, single_face, tmp_path_factory) -> FastRun:
     argv = [sys.executable, "-m", "facegraft", *run_args(franck, single_face, out)]
     process = subprocess.Popen([*argv, "--progress", "json"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    final = out / "final"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
-        if final.is_dir() and len(list(final.glob("final_*.png"))) >= 5:
+        if len(_whole_frames(out)) >= 5:
             os.killpg(process.pid, signal.SIGKILL)
             break
         time.sleep(0.05)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read()
-    killed_at = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in final.glob("*.png")}
+    killed_at = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _whole_frames(out)}
     started = time.monotonic()
     resume = run_cli(*run_args(franck, single_face, out), "--progress", "bar")
     assert resume.returncode == 0, resume.stderr
