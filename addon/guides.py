@@ -79,9 +79,10 @@ def _iris_points(track, row: int, to_camera: np.ndarray, points: np.ndarray) -> 
 
 
 def render_rows(track_path: Path, outputs: dict[str | None, Path], rows: range, size: int,
-                report=None) -> None:
+                report=None, offset: int = 0) -> None:
     """Render guides for track rows ``rows`` of the open .blend into partial folders, one
-    per shape key (None: the footage's own shape)."""
+    per shape key (None: the footage's own shape), whose first row is track row
+    ``offset``."""
     track = load_track(track_path)
     scene = bpy.context.scene
     face = bpy.data.objects.get(FACE_NAME)
@@ -110,9 +111,9 @@ def render_rows(track_path: Path, outputs: dict[str | None, Path], rows: range, 
                 iris = _iris_points(track, row, to_camera, points)
                 for name, value in renderer.render(points, crop, track.intrinsics,
                                                    iris).items():
-                    target[name][row] = value
-                target["crops"][row] = crop
-                target["present"][row] = True
+                    target[name][row - offset] = value
+                target["crops"][row - offset] = crop
+                target["present"][row - offset] = True
         if report is not None:
             report(done)
     for target in arrays.values():
@@ -122,7 +123,8 @@ def render_rows(track_path: Path, outputs: dict[str | None, Path], rows: range, 
 
 
 def render_chunk(blend: Path, track: Path, partial: Path, rows: str, size: int,
-                 shaped_partial: Path | None = None, progress_mode: str = "json") -> None:
+                 shaped_partial: Path | None = None, offset: int = 0,
+                 progress_mode: str = "json") -> None:
     """``facegraft guides-chunk``: one process's share, progress as JSON lines. The
     source-shaped variant is rendered when ``shaped_partial`` is given and the face has
     the key; the final "done" line says whether it was."""
@@ -135,5 +137,5 @@ def render_chunk(blend: Path, track: Path, partial: Path, rows: str, size: int,
     if shaped:
         outputs[SOURCE_IDENTITY_KEY] = Path(shaped_partial)
     progress = Progress("guides-chunk", len(rows_range), progress_mode)
-    render_rows(track, outputs, rows_range, size, progress.update)
+    render_rows(track, outputs, rows_range, size, progress.update, offset)
     progress.finish(source_shaped=shaped)

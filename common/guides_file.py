@@ -47,6 +47,9 @@ ARRAYS = {
 }
 
 
+GUIDE_FILES = (*ARRAYS, "crops", "present")  # the arrays of a guides folder, row per frame
+
+
 def check_resolution(size: int) -> None:
     if size % 64 or not 64 <= size <= 1024:
         raise FaceGraftError(f"resolution {size}: must be a multiple of 64 from 64 to 1024")
@@ -107,5 +110,4 @@ def load_guides(folder: Path) -> Guides:
 
 def guides_are_complete(folder: Path) -> bool:
     folder = Path(folder)
-    return json_is_readable(folder / "meta.json") and arrays_are_complete(
-        folder, (*ARRAYS, "crops", "present"))
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(folder, GUIDE_FILES)

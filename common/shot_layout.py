@@ -61,6 +61,16 @@ def exr_name(scene_frame: int) -> str:
     return f"facegraft_{scene_frame:06d}.exr"
 
 
+def parts_folder(output: Path) -> Path:
+    """Where the farm chunks of an output keep their parts: ``<output>.parts/``."""
+    return output.with_name(output.name + ".parts")
+
+
+def part_folder(output: Path, chunk: tuple[int, int]) -> Path:
+    """One chunk's part (scene frames FIRST-LAST): ``<output>.parts/<FIRST>-<LAST>/``."""
+    return parts_folder(output) / f"{chunk[0]:06d}-{chunk[1]:06d}"
+
+
 @dataclass(frozen=True)
 class FootageFolder:
     """``SHOT/plate`` or ``SHOT/source``: one footage's track, scene, guides and dataset."""

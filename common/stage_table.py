@@ -205,6 +205,8 @@ GUIDES = Option(("--guides",), "the CG guides the model sees: 'none' or a list o
                 type=guide_sets, default=GUIDE_NAMES, metavar="LIST")
 SOURCE_FRAMES = Option(("--source-frames",), "source frames to learn from (default: all)",
                        type=frame_range, metavar="FIRST:END")
+CHUNK = Option(("--chunk",), "only these scene frames, FIRST-LAST (a farm task; the run "
+               "without --chunk joins the chunks)", type=scene_frames, metavar="FIRST-LAST")
 PLATE_FRAMES = Option(("--plate-frames",), "plate frames to use (default: all)",
                       type=frame_range, metavar="FIRST:END")
 
@@ -226,7 +228,7 @@ STAGES: tuple[Stage, ...] = (
                      type=pixel, metavar="X,Y"),
               Option(("--faces",), "how many faces MediaPipe looks for (default 1, or 4 with "
                      "--pick)", dest="num_faces", type=positive_int),
-              WORKERS, FORCE), revision=2),
+              WORKERS, FORCE, CHUNK), revision=3),
     Stage("build", "Build Scene", BLENDER, "build the Blender scene of a tracked footage",
           "addon.build:build_blend", "SHOT/<role>/track.npz",
           "SHOT/<role>/scene.blend, face_shape.pc2", (SHOT, ROLE, VIDEO), progress=False),
@@ -237,7 +239,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("guides", "Guides", WORKER, "render the guide passes of a built footage",
           "pipeline.guides:make_guides", "SHOT/<role>/scene.blend, track.npz",
           "SHOT/<role>/guides_<R>/ (and guides_<R>_source_identity/ for a transferred plate)",
-          (SHOT, ROLE, SIZE, WORKERS, FORCE), revision=2),
+          (SHOT, ROLE, SIZE, WORKERS, FORCE, CHUNK), revision=2),
     Stage("guides-chunk", "Guides Chunk", BLENDER, "internal: one Blender process of guides",
           "addon.guides:render_chunk", "a .blend", "rows of a partial guides folder", (
               Option(("--blend",), "the .blend to render", type=Path, required=True),
@@ -246,11 +248,13 @@ STAGES: tuple[Stage, ...] = (
               Option(("--rows",), "track rows FIRST:END", type=frame_range, required=True),
               Option(("--size",), "crop resolution", type=positive_int, required=True),
               Option(("--shaped-partial",), "the partial folder of the source-shaped variant",
-                     type=Path)),
+                     type=Path),
+              Option(("--offset",), "the track row of the partial folders' first row",
+                     type=frame_index, default=0)),
           hidden=True),
     Stage("dataset", "Dataset", WORKER, "aligned crops, masks and guides for training",
           "ml.dataset:make_dataset", "SHOT/<role>/guides_<R>/, the footage",
-          "SHOT/<role>/dataset_<R>/", (SHOT, ROLE, SIZE, VIDEO, FORCE)),
+          "SHOT/<role>/dataset_<R>/", (SHOT, ROLE, SIZE, VIDEO, FORCE, CHUNK)),
     Stage("texture", "Texture", WORKER,
           "the face's albedo in UV space and each frame's light, from a footage",
           "pipeline.texture:make_texture", "SHOT/<role>/track.npz, dataset_<R>/, the footage",
@@ -276,7 +280,7 @@ STAGES: tuple[Stage, ...] = (
               SHOT, PROFILE,
               Option(("--frames",), "plate frames (default: all)", type=frame_range,
                      metavar="FIRST:END"),
-              FORCE)),
+              FORCE, CHUNK)),
     Stage("merge", "Merge", WORKER, "the swapped faces back in plate space, with a matte",
           "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
@@ -291,7 +295,7 @@ STAGES: tuple[Stage, ...] = (
                      choices=SHADING_MODES, default="render"),
               Option(("--detail",), "how much of the source texture's fine detail to add at "
                      "the plate's resolution (0 to 4)", type=detail_gain, default=1.0),
-              FORCE), revision=3),
+              FORCE, CHUNK), revision=3),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",

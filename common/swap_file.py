@@ -17,15 +17,15 @@ from .stage_folders import load_arrays, read_meta
 
 SWAP_FORMAT = "facegraft.swap"
 SWAP_VERSION = 2
+SWAP_ARRAYS = ("rgba", "occlusion", "present")
 
 
 def load_swap(folder: Path) -> dict:
     folder = Path(folder)
     meta = read_meta(folder, SWAP_FORMAT, SWAP_VERSION, "swap")
-    return {**load_arrays(folder, ("rgba", "occlusion", "present"), "Swap"), "meta": meta}
+    return {**load_arrays(folder, SWAP_ARRAYS, "Swap"), "meta": meta}
 
 
 def swap_is_complete(folder: Path) -> bool:
     folder = Path(folder)
-    return json_is_readable(folder / "meta.json") and arrays_are_complete(
-        folder, ("rgba", "occlusion", "present"))
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(folder, SWAP_ARRAYS)

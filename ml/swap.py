@@ -14,13 +14,23 @@ import torch
 
 from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION, load_dataset
 from ..common.errors import FaceGraftError
+from ..common.file_checks import arrays_are_complete, json_is_readable
+from ..common.frame_parts import (
+    chunk_rows,
+    covering_parts,
+    join_arrays,
+    part_folder,
+    part_is_done,
+    remove_parts,
+    write_part_meta,
+)
 from ..common.guides_file import load_guides
 from ..common.profiles import get_profile
 from ..common.progress import Progress
 from ..common.shot_layout import SOURCE_IDENTITY_KEY, ShotLayout
 from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.stage_table import revision
-from ..common.swap_file import SWAP_FORMAT, SWAP_VERSION, swap_is_complete
+from ..common.swap_file import SWAP_ARRAYS, SWAP_FORMAT, SWAP_VERSION, swap_is_complete
 from ..common.texture_file import texture_key
 from ..pipeline.texture import load_texture
 from .checkpoint import load_checkpoint, read_sidecar, restore
@@ -36,12 +46,13 @@ def load_model(model_dir: Path) -> tuple[SwapModel, dict]:
 
 
 def swap_shot(shot: Path, profile: str = "cpu", frames: str | None = None,
-              progress_mode: str = "bar", force: bool = False) -> Path:
+              progress_mode: str = "bar", force: bool = False,
+              chunk: tuple[int, int] | None = None) -> Path:
     """``facegraft swap``: the shot's plate as the source with the model of ``profile``."""
     layout = ShotLayout(shot)
     name = get_profile(profile).name
     return swap(layout.model(name), layout, layout.swap(name), frames=frames,
-                progress_mode=progress_mode, force=force)
+                progress_mode=progress_mode, force=force, chunk=chunk)
 
 
 def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, layout: ShotLayout,
@@ -59,15 +70,18 @@ def _inputs_key(sidecar: dict, data_folder: Path, guides_folder: Path, layout: S
 
 
 def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None = None,
-         batch_size: int = 16, progress_mode: str = "bar", force: bool = False) -> Path:
-    """Swap the plate's frames ``frames`` (all by default) into ``folder``."""
+         batch_size: int = 16, progress_mode: str = "bar", force: bool = False,
+         chunk: tuple[int, int] | None = None) -> Path:
+    """Swap the plate's frames ``frames`` (all by default) into ``folder``; ``chunk``: only
+    those scene frames, as a part the run without a chunk joins."""
     sidecar = read_sidecar(model_dir)
     size = sidecar["config"]["resolution"]
     source_shaped = layout.plate.guides(size, SOURCE_IDENTITY_KEY)
     guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
     data_folder = layout.plate.dataset(size)
     key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
-    if not force and key and is_up_to_date(folder, key, swap_is_complete):
+    if not force and key and (is_up_to_date(folder, key, swap_is_complete) or (
+            chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     model, sidecar = load_model(model_dir)
@@ -77,44 +91,65 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
         raise FaceGraftError(f"{guides.folder}: {guides.meta['resolution']}px guides for a "
                              f"{size}px model")
     n = data["meta"]["frame_count"]
+    span = (0, n) if chunk is None else chunk_rows(chunk, data["meta"]["start"], n,
+                                                   layout.plate.track)
     rows = parse_rows(frames, n)
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
-    if len(rows) == 0:
+    rows = rows[(rows >= span[0]) & (rows < span[1])]
+    if chunk is None and len(rows) == 0:
         raise FaceGraftError(f"{layout.plate.path}: no frame with a face to swap")
+    parts = None if chunk is not None else covering_parts(folder, key, n, _part_is_complete)
     textures = None
     if "texture" in model.config.guides:  # the source's albedo under the plate's light
         textures = (load_texture(layout.source.texture), load_texture(layout.plate.texture))
     progress = Progress("swap", len(rows), progress_mode)
-    with written_folder(folder, progress) as partial:
-        present = _swap_rows(model, data, guides, textures, rows, partial, batch_size,
-                             progress)
-        np.save(partial / "present.npy", present)
-        (partial / "meta.json").write_text(json.dumps({
-            "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
-            "model": str(model_dir.resolve()), "step": sidecar["step"],
-            "guides": guides.folder.name, "frame_count": n, "frames": frames,
-            "model_guides": list(model.config.guides), "inputs_key": key,
-        }, indent=1))
+    with written_folder(folder if chunk is None else part_folder(folder, chunk),
+                        progress) as partial:
+        if parts is not None:
+            join_arrays(parts, partial, SWAP_ARRAYS)
+        else:
+            present = _swap_rows(model, data, guides, textures, rows, span, partial,
+                                 batch_size, progress)
+            np.save(partial / "present.npy", present)
+        if chunk is not None:
+            write_part_meta(partial, chunk, span, key)
+        else:
+            (partial / "meta.json").write_text(json.dumps({
+                "format": SWAP_FORMAT, "version": SWAP_VERSION, "resolution": size,
+                "model": str(model_dir.resolve()), "step": sidecar["step"],
+                "guides": guides.folder.name, "frame_count": n, "frames": frames,
+                "model_guides": list(model.config.guides), "inputs_key": key,
+            }, indent=1))
+    if chunk is None:
+        remove_parts(folder)
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
 
 
+def _part_is_complete(folder: Path) -> bool:
+    return json_is_readable(folder / "meta.json") and arrays_are_complete(folder, SWAP_ARRAYS)
+
+
 def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, rows: np.ndarray,
-               partial: Path, batch_size: int, progress: Progress) -> np.ndarray:
-    """The source decoder over ``rows`` into ``partial/rgba.npy``; returns presence."""
-    n, size = data["meta"]["frame_count"], model.config.resolution
+               span: tuple[int, int], partial: Path, batch_size: int,
+               progress: Progress) -> np.ndarray:
+    """The source decoder over ``rows`` into ``partial/rgba.npy``, whose rows are the track
+    rows ``span``; returns presence."""
+    size = model.config.resolution
+    count = span[1] - span[0]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     rgba = np.lib.format.open_memmap(partial / "rgba.npy", mode="w+", dtype=np.uint8,
-                                     shape=(n, size, size, 4))
+                                     shape=(count, size, size, 4))
     occlusion = np.lib.format.open_memmap(partial / "occlusion.npy", mode="w+",
-                                          dtype=np.uint8, shape=(n, size, size))
-    present = np.zeros(n, bool)
+                                          dtype=np.uint8, shape=(count, size, size))
+    present = np.zeros(count, bool)
     for first in range(0, len(rows), batch_size):
-        chunk = rows[first:first + batch_size]
-        rgba[chunk], occlusion[chunk] = _swap_batch(model, data, guides, textures, chunk, device)
-        present[chunk] = True
-        progress.update(first + len(chunk))
+        batch = rows[first:first + batch_size]
+        at = batch - span[0]
+        rgba[at], occlusion[at] = _swap_batch(model, data, guides, textures, batch, device)
+        present[at] = True
+        progress.update(first + len(batch))
     rgba.flush()
     occlusion.flush()
     return present

@@ -33,6 +33,15 @@ from ..common.canonical_mesh import (
     load_canonical_mesh,
 )
 from ..common.errors import FaceGraftError
+from ..common.file_checks import json_is_readable, npz_is_complete
+from ..common.frame_parts import (
+    chunk_rows,
+    covering_parts,
+    part_folder,
+    part_is_done,
+    remove_parts,
+    write_part_meta,
+)
 from ..common.head_pose import (
     matrix_to_quat_trans,
     metric_landmarks,
@@ -43,6 +52,7 @@ from ..common.progress import Progress
 from ..common.quiet_stderr import quiet_native_stderr
 from ..common.samples import sha256_of
 from ..common.shot_layout import ShotLayout
+from ..common.stage_folders import written_folder
 from ..common.stage_table import revision
 from ..common.track_file import TRACK_VERSION, Track, read_track_meta, save_track
 from ..pipeline.video import VideoInfo, probe_video, read_frames
@@ -61,6 +71,7 @@ MAX_CANONICAL_ERROR = 0.10  # rigid error against the canonical face beyond whic
 # a detection is not taken for a face (see build_track)
 CONFIDENCE_SCALE = 0.05  # rigid error (inter-ocular units) at which confidence is 1/e
 MIN_FRAMES_PER_WORKER = 120  # below this a second process costs more than it saves
+SEGMENT_FRAMES = 240  # MediaPipe starts afresh every this many frames (see segment_start)
 PICK_DEFAULT_FACES = 4
 MIN_IOU = 0.2
 
@@ -76,28 +87,39 @@ class RawDetections:
     decoded: int  # frames actually decoded from the start of the range
 
 
+def segment_start(frame: int, track_start: int) -> int:
+    """The first frame of the detection segment holding ``frame``: MediaPipe starts afresh
+    (a new face detection) at every multiple of SEGMENT_FRAMES and at the track's start,
+    whichever process or farm chunk reads it, so a chunk detects exactly what one pass
+    detects."""
+    return max(track_start, frame - frame % SEGMENT_FRAMES)
+
+
 def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
-                 messages: mp.Queue, chunk: int, parent_pid: int) -> None:
-    """Worker process: detect faces in frames start..end-1, send the arrays back."""
+                 messages: mp.Queue, chunk: int, parent_pid: int, track_start: int) -> None:
+    """Worker process: detect faces in frames start..end-1, send the arrays back. Frames
+    of the first segment before ``start`` are decoded and tracked, not kept."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
         from .landmarker import NUM_BLENDSHAPES, create_landmarker, detect
 
-        with quiet_native_stderr():
-            landmarker = create_landmarker(num_faces)
         n = end - start
         landmarks = np.full((n, num_faces, NUM_LANDMARKS, 3), np.nan, np.float32)
         shapes = np.full((n, num_faces, NUM_BLENDSHAPES), np.nan, np.float32)
         matrices = np.full((n, num_faces, 4, 4), np.nan, np.float32)
         count = np.zeros(n, np.int8)
-        decoded = 0
-        for index, rgb in read_frames(info, start, end):
-            timestamp_ms = int(round(index * 1000.0 / info.fps))
-            if decoded == 0:
-                with quiet_native_stderr():  # the first inference logs its delegate set-up
-                    faces = detect(landmarker, rgb, timestamp_ms)
+        decoded, landmarker = 0, None
+        for index, rgb in read_frames(info, segment_start(start, track_start), end):
+            if landmarker is None or segment_start(index, track_start) == index:
+                if landmarker is not None:
+                    landmarker.close()
+                with quiet_native_stderr():  # its set-up and first inference log lines
+                    landmarker = create_landmarker(num_faces)
+                    faces = detect(landmarker, rgb, int(round(index * 1000.0 / info.fps)))
             else:
-                faces = detect(landmarker, rgb, timestamp_ms)
+                faces = detect(landmarker, rgb, int(round(index * 1000.0 / info.fps)))
+            if index < start:
+                continue
             row = index - start
             for k, face in enumerate(faces[:num_faces]):
                 landmarks[row, k] = face.landmarks
@@ -109,7 +131,8 @@ def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
                 messages.put(("progress", chunk, decoded))
                 if os.getppid() != parent_pid:
                     return  # the parent is gone: nobody wants the result
-        landmarker.close()
+        if landmarker is not None:
+            landmarker.close()
         messages.put(("result", chunk, RawDetections(landmarks, shapes, matrices, count, decoded)))
     except FaceGraftError as exc:
         messages.put(("error", chunk, str(exc)))
@@ -118,18 +141,32 @@ def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
         messages.put(("error", chunk, f"{info.path}: tracking failed ({cause})"))
 
 
+def _worker_bounds(start: int, end: int, workers: int, track_start: int) -> np.ndarray:
+    """Frame ranges of the worker processes: about equal, cut at segment starts (a cut
+    elsewhere would cost the second process the segment's frames before it)."""
+    cuts = {start, end}
+    for point in np.linspace(start, end, workers + 1)[1:-1]:
+        below = segment_start(int(round(point)), track_start)
+        above = below + SEGMENT_FRAMES
+        cuts.add(below if point - below <= above - point or above >= end else above)
+    return np.array(sorted(cuts))
+
+
 def detect_faces(info: VideoInfo, start: int, end: int, num_faces: int, workers: int,
-                 progress: Progress) -> RawDetections:
-    """Run the landmarker over frames start..end-1 in ``workers`` processes."""
+                 progress: Progress, track_start: int | None = None) -> RawDetections:
+    """Run the landmarker over frames start..end-1 in ``workers`` processes (a farm
+    chunk of a track starting at ``track_start``: only its frames)."""
+    track_start = start if track_start is None else track_start
     total = end - start
     workers = max(1, min(workers, total // MIN_FRAMES_PER_WORKER))
-    bounds = np.linspace(start, end, workers + 1).round().astype(int)
+    bounds = _worker_bounds(start, end, workers, track_start)
+    workers = len(bounds) - 1
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
     procs = [
         ctx.Process(target=_track_chunk, daemon=True,
                     args=(info, int(bounds[i]), int(bounds[i + 1]), num_faces, messages, i,
-                          os.getpid()))
+                          os.getpid(), track_start))
         for i in range(workers)
     ]
     for proc in procs:
@@ -389,9 +426,12 @@ def track_video(
     video: Path, shot: Path, role: str = "plate", start: int = 0, end: int | None = None,
     pick: tuple[float, float] | None = None, num_faces: int | None = None,
     workers: int | None = None, progress_mode: str = "bar", force: bool = False,
+    chunk: tuple[int, int] | None = None,
 ) -> Path:
     """Track ``video`` (frames start..end-1) into the shot's track of ``role``; return its
-    path.
+    path. ``chunk``: only detect those scene frames (plate frame + 1), as a part the run
+    without a chunk joins before it selects, filters and writes the whole track (the
+    zero-phase filter needs every frame).
 
     A rerun with the same video, range and settings leaves the existing track alone
     unless ``force``.
@@ -406,6 +446,7 @@ def track_video(
         raise FaceGraftError(
             f"{video}: frame range ends at {end} but the video has {info.frame_count} frames"
         )
+    rows = (0, end - start) if chunk is None else chunk_rows(chunk, start, end - start, video)
     num_faces = num_faces or (PICK_DEFAULT_FACES if pick else 1)
     with new_folders(target.parent):
         _check_writable(target.parent)
@@ -414,30 +455,76 @@ def track_video(
         timings = {"hash_s": time.perf_counter() - clock}
         key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces)
         existing = read_track_meta(target) if target.exists() else None
-        if not force and existing and existing.get("inputs_key") == key:
+        if not force and ((existing and existing.get("inputs_key") == key) or (
+                chunk is not None and part_is_done(target, chunk, key, _part_is_complete))):
             Progress("track", 1, progress_mode).finish(output=str(target), skipped=True)
             return target
         workers = workers or min(2, os.cpu_count() or 1)
-        progress = Progress("track", end - start, progress_mode)
+        progress = Progress("track", rows[1] - rows[0], progress_mode)
         try:
-            clock = time.perf_counter()
-            raw = detect_faces(info, start, end, num_faces, workers, progress)
-            timings["detect_s"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            intr = mediapipe_intrinsics(info.width, info.height)
-            track = build_track(raw, select_face(raw, pick), intr, info.fps)
-            if not track.present.any():
-                raise FaceGraftError(f"{video}: no face found in frames {start}..{end - 1}")
-            timings["filter_s"] = time.perf_counter() - clock
-            track.meta = _track_meta(video, info, start, intr, video_sha, pick, num_faces, key,
-                                     workers, timings)
+            if chunk is not None:
+                raw = detect_faces(info, start + rows[0], start + rows[1], num_faces, workers,
+                                   progress, track_start=start)
+                _save_part(raw, target, chunk, rows, key)
+                progress.finish(output=str(part_folder(target, chunk)), frames=raw.decoded)
+                return part_folder(target, chunk)
+            track = _whole_track(info, video, target, start, end, pick, num_faces, workers,
+                                 key, video_sha, timings, progress)
             save_track(track, target)
+            remove_parts(target)
         except FaceGraftError as exc:
             progress.error(str(exc))
             raise
     progress.finish(output=str(target), frames=track.frame_count,
                     present=int(track.present.sum()))
     return target
+
+
+def _whole_track(info: VideoInfo, video: Path, target: Path, start: int, end: int, pick,
+                 num_faces: int, workers: int, key: str, video_sha: str, timings: dict,
+                 progress: Progress) -> Track:
+    """The detections (joined from farm chunks' parts, or detected now), the followed
+    face and its filtered 3D track."""
+    clock = time.perf_counter()
+    parts = covering_parts(target, key, end - start, _part_is_complete)
+    if parts is not None:
+        raw = _concatenate([_load_part(part) for part, _ in parts],
+                           np.array([start] + [start + m["rows"][1] for _, m in parts]))
+    else:
+        raw = detect_faces(info, start, end, num_faces, workers, progress)
+    timings["detect_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    intr = mediapipe_intrinsics(info.width, info.height)
+    track = build_track(raw, select_face(raw, pick), intr, info.fps)
+    if not track.present.any():
+        raise FaceGraftError(f"{video}: no face found in frames {start}..{end - 1}")
+    timings["filter_s"] = time.perf_counter() - clock
+    track.meta = _track_meta(video, info, start, intr, video_sha, pick, num_faces, key,
+                             workers, timings)
+    return track
+
+
+PART_ARRAYS = ("landmarks", "blendshapes", "head_matrix", "count")
+
+
+def _save_part(raw: RawDetections, target: Path, chunk: tuple[int, int],
+               rows: tuple[int, int], key: str) -> None:
+    """A farm chunk's detections: ``track.npz.parts/<FIRST>-<LAST>/detections.npz``."""
+    with written_folder(part_folder(target, chunk)) as partial:
+        with open(partial / "detections.npz", "wb") as f:
+            np.savez(f, **{name: getattr(raw, name) for name in PART_ARRAYS})
+        write_part_meta(partial, chunk, rows, key, {"decoded": raw.decoded})
+
+
+def _part_is_complete(folder: Path) -> bool:
+    return json_is_readable(folder / "meta.json") and npz_is_complete(folder / "detections.npz")
+
+
+def _load_part(folder: Path) -> RawDetections:
+    meta = json.loads((folder / "meta.json").read_text())
+    with np.load(folder / "detections.npz") as arrays:
+        return RawDetections(decoded=int(meta["decoded"]),
+                             **{name: arrays[name] for name in PART_ARRAYS})
 
 
 def _track_meta(video: Path, info: VideoInfo, start: int, intr: Intrinsics, video_sha: str,

@@ -4,8 +4,10 @@ JavaScript job compiler Flamenco loads from its ``scripts/`` folder).
 
 Each step of ``facegraft run``'s plan is one task running ``blender -b -c facegraft
 <stage> ...`` (the command that runs worker stages in the node's worker Python and Blender
-stages in that Blender); Composite is a set-up task then one task per chunk of frames.
-Train asks for a GPU worker. ``facegraft farm-jobs FOLDER`` writes both files; the copies
+stages in that Blender). The plate's tracking, guides, dataset, swap and merge are one task
+per chunk of frames (``--chunk``) then one joining task (the same command without a
+chunk); Composite is a set-up task then one task per chunk of frames. Train asks for a GPU
+worker. ``facegraft farm-jobs FOLDER`` writes both files; the copies
 in the repository's ``farm/`` folder are these, and a test keeps them so.
 """
 
@@ -50,9 +52,13 @@ SETTINGS = {
     "frames": ("{frames}", {"type": "STRING", "description": "the shot's scene frames, "
                             "FIRST-LAST (the built scene's range: plate frames + 1)"}),
     "chunk_size": ("{chunk_size}", {"type": "INT", "default": 100, "minValue": 1,
-                                    "description": "frames per composite task"}),
+                                    "description": "frames per task of the plate's chunked "
+                                    "steps (tracking, guides, dataset, swap, merge, "
+                                    "composite)"}),
 }
 CHUNK = "{chunk}"  # a chunked task's frames, FIRST-LAST
+# The stages whose plate work splits by frames (with --chunk; composite with --frames).
+CHUNKED_STAGES = ("track", "guides", "dataset", "swap", "merge")
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,20 @@ def farm_steps() -> list[FarmStep]:
         if step.stage == "train":  # the time budget and the step cap both apply
             args = _train_limits(args)
         after = tuple(_task_name(name) for name in step.after)
+        name = _task_name(step.name)
         if step.stage == "composite":
             steps.append(FarmStep("composite-setup", (*args, "--prepare"), after))
             steps.append(FarmStep("composite", (*args, "--frames", CHUNK, "--progress",
                                                 "json"), ("composite-setup",), chunked=True))
             continue
-        after = tuple("composite" if name == "composite-setup" else name for name in after)
-        steps.append(FarmStep(_task_name(step.name), (*args, *_progress(step.stage)), after,
+        if step.stage in CHUNKED_STAGES and "source" not in args:
+            # The plate's frames in chunks, then the same command without a chunk joins
+            # them (tracking: selects the face and filters the whole shot).
+            steps.append(FarmStep(f"{name}-chunks", (*args, "--chunk", CHUNK,
+                                                     *_progress(step.stage)), after,
+                                  chunked=True))
+            after = (f"{name}-chunks",)
+        steps.append(FarmStep(name, (*args, *_progress(step.stage)), after,
                               gpu=step.stage == "train"))
     return steps
 

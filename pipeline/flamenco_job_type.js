@@ -42,7 +42,7 @@ const JOB_TYPE = {
           eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
           description: "The shot's scene frames, FIRST-LAST" },
         { key: "chunk_size", type: "int32", default: 100,
-          description: "Frames per Composite task" },
+          description: "Frames per task of the plate's chunked steps" },
     ],
 };
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,15 @@ import numpy as np
 from ..common.crop import apply, for_opencv, invert
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
+from ..common.file_checks import png_is_complete
+from ..common.frame_parts import (
+    chunk_rows,
+    covering_parts,
+    part_folder,
+    part_is_done,
+    remove_parts,
+    write_part_meta,
+)
 from ..common.guides_file import REGION_LABELS, Guides, load_guides
 from ..common.merge_file import (
     COLOR_MODES,
@@ -182,13 +192,16 @@ def plate_grain(video: Path, start: int, rows: np.ndarray, crops: np.ndarray,
 
 def merge_shot(shot: Path, profile: str = "cpu", color: str = "meanstd", erode: float = 0.015,
                feather: float = 0.03, mouth: str = "swap", shading: str = "render",
-               detail: float = 1.0, progress_mode: str = "bar", force: bool = False) -> Path:
-    """Merge the shot's swap of ``profile`` into its merge folder; returns the folder."""
+               detail: float = 1.0, progress_mode: str = "bar", force: bool = False,
+               chunk: tuple[int, int] | None = None) -> Path:
+    """Merge the shot's swap of ``profile`` into its merge folder; returns the folder.
+    ``chunk``: only those scene frames, as a part the run without a chunk joins."""
     layout = ShotLayout(shot)
     name = get_profile(profile).name
     options = MergeOptions(color=color, erode=erode, feather=feather, mouth=mouth,
                            shading=shading, detail=detail)
-    return merge(layout, layout.swap(name), layout.merge(name), options, progress_mode, force)
+    return merge(layout, layout.swap(name), layout.merge(name), options, progress_mode, force,
+                 chunk)
 
 
 @dataclass
@@ -211,7 +224,8 @@ class MergeInputs:
 
 
 def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOptions,
-          progress_mode: str = "bar", force: bool = False) -> Path:
+          progress_mode: str = "bar", force: bool = False,
+          chunk: tuple[int, int] | None = None) -> Path:
     options.check()
     inputs = _open_inputs(layout, swap_folder, options)
     key = hashlib.sha256(json.dumps([
@@ -219,30 +233,74 @@ def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOpt
         asdict(options), [texture_key(layout.footage(r).texture) for r in ("source", "plate")],
         _corrections_key(inputs.corrections), MERGE_VERSION, revision("merge")]).encode()
     ).hexdigest()
-    if not force and is_up_to_date(folder, key, merge_is_complete):
+    n = len(inputs.swapped["present"])
+    span = (0, n) if chunk is None else chunk_rows(chunk, inputs.first_scene_frame - 1, n,
+                                                   layout.plate.track)
+    if not force and (is_up_to_date(folder, key, merge_is_complete) or (
+            chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("merge", 1, progress_mode).finish(output=str(folder), skipped=True)
         return folder
     started = time.perf_counter()
+    parts = None if chunk is not None else covering_parts(folder, key, n, _part_is_complete)
+    progress = Progress("merge", span[1] - span[0], progress_mode)
+    with written_folder(folder if chunk is None else part_folder(folder, chunk),
+                        progress) as partial:
+        if parts is not None:  # the time the chunks took, not the join's
+            grain = _join_frames(parts, partial)
+            seconds = sum(float(meta.get("seconds", 0)) for _, meta in parts)
+        else:
+            grain = _merge_rows(inputs, swap_folder, span, partial, progress)
+            seconds = time.perf_counter() - started
+        meta = {"first_scene_frame": inputs.first_scene_frame, "plate_grain": grain}
+        if chunk is not None:
+            write_part_meta(partial, chunk, span, key, {**meta, "seconds": seconds})
+        else:
+            (partial / "meta.json").write_text(json.dumps({
+                **meta, "format": MERGE_FORMAT, "version": MERGE_VERSION, "frame_count": n,
+                "width": inputs.info.width, "height": inputs.info.height,
+                "swap": inputs.swapped["meta"]["model"], "options": asdict(options),
+                "inputs_key": key, "seconds": round(seconds, 3),
+                "fps": round(n / max(seconds, 1e-6), 1)}, indent=1))
+    if chunk is None:
+        remove_parts(folder)
+    progress.finish(output=str(folder), frames=span[1] - span[0])
+    return folder
+
+
+def _merge_rows(inputs: MergeInputs, swap_folder: Path, span: tuple[int, int],
+                partial: Path, progress: Progress) -> float:
+    """The frames of track rows ``span`` into ``partial``; returns the plate's grain. The
+    colour parameters (smoothed over time) and the grain come from the whole shot, so a
+    chunk's frames are the whole run's."""
     rows = np.flatnonzero(inputs.swapped["present"])
     if len(rows) == 0:
         raise FaceGraftError(f"{swap_folder}: no swapped frames to merge")
     params = _colour_parameters(inputs, rows)
     grain = plate_grain(inputs.info.path, inputs.first_scene_frame - 1, rows,
                         np.asarray(inputs.guides.crops), inputs.guides.region)
-    n = len(inputs.swapped["present"])
-    progress = Progress("merge", n, progress_mode)
-    with written_folder(folder, progress) as partial:
-        _write_frames(partial, inputs, params, progress)
-        seconds = time.perf_counter() - started
-        (partial / "meta.json").write_text(json.dumps({
-            "format": MERGE_FORMAT, "version": MERGE_VERSION, "frame_count": n,
-            "first_scene_frame": inputs.first_scene_frame, "width": inputs.info.width,
-            "height": inputs.info.height, "swap": inputs.swapped["meta"]["model"],
-            "options": asdict(options), "plate_grain": grain, "inputs_key": key,
-            "seconds": round(seconds, 3), "fps": round(n / seconds, 1),
-        }, indent=1))
-    progress.finish(output=str(folder), frames=n)
-    return folder
+    _write_frames(partial, inputs, params, span, progress)
+    return grain
+
+
+def _part_is_complete(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        first, end = meta["rows"]
+        scene_frame = int(meta["first_scene_frame"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(png_is_complete(frame_path(folder, kind, scene_frame + row))
+               for kind in SEQUENCES for row in range(first, end))
+
+
+def _join_frames(parts: list[tuple[Path, dict]], partial: Path) -> float:
+    """The parts' frames moved into ``partial``; returns the plate's grain they measured."""
+    for kind in SEQUENCES:
+        (partial / kind).mkdir()
+        for part, _ in parts:
+            for image in (part / kind).iterdir():
+                os.replace(image, partial / kind / image.name)
+    return float(parts[0][1]["plate_grain"])
 
 
 def _open_inputs(layout: ShotLayout, swap_folder: Path, options: MergeOptions) -> MergeInputs:
@@ -406,9 +464,10 @@ def _plate_space(face: np.ndarray, matte: np.ndarray, crop: np.ndarray, info) ->
             cv2.warpAffine((matte * 255).round().astype(np.uint8), warp, size, flags=flags))
 
 
-def _write_frames(partial: Path, inputs: MergeInputs, params: list, progress: Progress) -> None:
-    """Every frame of the swap, matte and occlusion sequences, PNG encoding on WRITERS
-    threads."""
+def _write_frames(partial: Path, inputs: MergeInputs, params: list, span: tuple[int, int],
+                  progress: Progress) -> None:
+    """The frames of track rows ``span`` of the swap, matte and occlusion sequences, PNG
+    encoding on WRITERS threads."""
     info = inputs.info
     blank_rgba = np.zeros((info.height, info.width, 4), np.uint8)
     blank = np.zeros((info.height, info.width), np.uint8)
@@ -421,15 +480,15 @@ def _write_frames(partial: Path, inputs: MergeInputs, params: list, progress: Pr
             while len(pending) > 4 * WRITERS:
                 pending.popleft().result()  # bounded memory; raises a write's error here
 
-        for row, present in enumerate(inputs.swapped["present"]):
+        for row in range(*span):
             face, matte, occlusion = blank_rgba, blank, blank
-            if present:
+            if inputs.swapped["present"][row]:
                 face, matte, occlusion = merge_frame(inputs, row, params[row])
             frame = inputs.first_scene_frame + row
             write("swap", frame, cv2.cvtColor(face, cv2.COLOR_RGBA2BGRA))
             write("matte", frame, matte)
             write("occlusion", frame, occlusion)
-            progress.update(row + 1)
+            progress.update(row - span[0] + 1)
         while pending:
             pending.popleft().result()
 

@@ -20,11 +20,13 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FAST_RUN_ARGS, REPO
+from facegraft.common.profiles import get_profile
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.stage_table import build_parser
 from facegraft.pipeline.farm_jobs import (
     FLAMENCO_FILE,
     OPENJD_FILE,
+    farm_steps,
     flamenco_job_type,
     openjd_template,
 )
@@ -111,17 +113,26 @@ def test_flamenco_job_compiles_every_frame_once_in_order(tmp_path):
     assert len(set(names)) == len(names)
     for index, task in enumerate(tasks):  # each task comes after what it waits for
         assert set(task["dependencies"]) <= set(names[:index]), task["name"]
-    chunks = [task for task in tasks if task["name"].startswith("composite-")
-              and task["name"] != "composite-setup"]
-    frames = []
-    for task in chunks:
-        args = task["commands"][0]["parameters"]["args"]
-        first, last = (int(x) for x in args[args.index("--frames") + 1].split("-"))
-        frames += range(first, last + 1)
-        assert task["dependencies"] == ["composite-setup"]
-    assert sorted(frames) == list(range(1, 251)) and len(chunks) == 7
+    chunked = [step for step in farm_steps() if step.chunked]
+    assert {step.name for step in chunked} == {
+        "track-plate-chunks", "guides-plate-chunks", "dataset-plate-chunks", "swap-chunks",
+        "merge-chunks", "composite"}
+    for step in chunked:  # every frame once per chunked step, each chunk after the same
+        chunks = [task for task in tasks if task["name"].startswith(step.name + "-")
+                  and task["name"][len(step.name) + 1:][0].isdigit()]
+        frames = []
+        for task in chunks:
+            args = task["commands"][0]["parameters"]["args"]
+            flag = "--frames" if step.name == "composite" else "--chunk"
+            first, last = (int(x) for x in args[args.index(flag) + 1].split("-"))
+            frames += range(first, last + 1)
+            assert task["dependencies"] == chunks[0]["dependencies"], task["name"]
+        assert sorted(frames) == list(range(1, 251)) and len(chunks) == 7, step.name
+        joined = [task for task in tasks if set(task["dependencies"]) >= {
+            c["name"] for c in chunks}]
+        assert joined, f"nothing waits for every chunk of {step.name}"
     evaluate = tasks[names.index("eval")]
-    assert {c["name"] for c in chunks} <= set(evaluate["dependencies"])
+    assert any(name.startswith("composite-1-") for name in evaluate["dependencies"])
     parser = build_parser(prog="blender -b -c facegraft")
     for task in tasks:  # real command lines: the stage table's parser takes each one
         command, = task["commands"]
@@ -163,6 +174,73 @@ def test_flamenco_commands_run_for_real(fast_run, franck, single_face, blender_s
     assert list(theirs) == list(ours)
     for name in ours:
         assert np.array_equal(theirs[name], ours[name]), name
+
+
+# The plate's steps a farm splits into chunks, and those between them that they need.
+CHUNKED_PLATE_STEPS = ("track-plate", "build-plate", "transfer", "guides-plate",
+                       "dataset-plate", "texture-plate", "swap", "merge")
+
+
+def _step_of(task_name: str) -> str:
+    """The farm step a compiled task belongs to (a chunk's task: its step's name)."""
+    base = task_name.split("-chunks-")[0]
+    return base
+
+
+@pytest.mark.skipif(NODE is None, reason="Node runs Flamenco's job compilers")
+def test_chunked_plate_steps_equal_one_pass(fast_run, franck, single_face, blender_standin,
+                                           tmp_path):
+    """The compiled tasks of the plate's steps, run as Workers would (chunks of 7 frames,
+    then the joining task), on a copy of the fast run without those outputs: the track
+    within 1e-5 px of the one pass, the guides, dataset and swap arrays and the merged
+    frames byte-identical."""
+    shot = tmp_path / "shot"
+    shutil.copytree(fast_run.out, shot, symlinks=True)
+    plate, size = ShotLayout(shot).plate, _fast_run_size()
+    for path in (plate.track, plate.guides(size), plate.dataset(size), ShotLayout(shot).swap(
+            "tiny"), ShotLayout(shot).merge("tiny")):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in plate.path.glob("guides_*_source_identity"):
+        shutil.rmtree(path)
+    parameters = _fast_run_parameters(shot, single_face, franck)
+    settings = {"shot": str(shot), "plate": str(single_face), "source": str(franck),
+                "profile": parameters["Profile"], "train_minutes": 1, "train_steps": 40,
+                "plate_start": 0, "plate_end": 20, "source_start": 0, "source_end": 60,
+                "frames": parameters["Frames"], "chunk_size": 7}
+    ran = []
+    for task in _compile_flamenco(settings, tmp_path)["tasks"]:
+        if _step_of(task["name"]) in CHUNKED_PLATE_STEPS:
+            args = task["commands"][0]["parameters"]["args"]
+            result = subprocess.run([str(blender_standin), *args], capture_output=True,
+                                    text=True, timeout=600)
+            assert result.returncode == 0, task["name"] + result.stderr[-2000:]
+            ran.append(task["name"])
+    assert sum("-chunks-" in name for name in ran) == 5 * 3
+    assert not list(shot.rglob("*.parts"))  # each join removed its parts
+    _assert_same_plate_outputs(ShotLayout(shot), ShotLayout(fast_run.out), size)
+
+
+def _fast_run_size() -> int:
+    return get_profile(_fast_run_option("--profile")).resolution
+
+
+def _assert_same_plate_outputs(ours: ShotLayout, one_pass: ShotLayout, size: int) -> None:
+    a, b = np.load(ours.plate.track), np.load(one_pass.plate.track)
+    for name in ("landmarks", "head_matrix", "blendshapes", "confidence"):
+        assert np.nanmax(np.abs(a[name] - b[name])) <= 1e-5, name
+    assert np.array_equal(a["present"], b["present"])
+    for folder in (lambda s: s.plate.guides(size), lambda s: s.plate.dataset(size),
+                   lambda s: s.swap("tiny")):
+        for array in sorted(folder(one_pass).glob("*.npy")):
+            assert np.array_equal(np.load(folder(ours) / array.name), np.load(array),
+                                  equal_nan=array.name == "crops.npy"), array
+    merged = sorted(p.relative_to(one_pass.merge("tiny"))
+                    for p in one_pass.merge("tiny").rglob("*.png"))
+    assert merged == sorted(p.relative_to(ours.merge("tiny"))
+                            for p in ours.merge("tiny").rglob("*.png"))
+    for name in merged:
+        assert (ours.merge("tiny") / name).read_bytes() == \
+            (one_pass.merge("tiny") / name).read_bytes(), name
 
 
 def test_worker_stage_streams_progress_through_the_blender_command(fast_run, tmp_path):

@@ -10,6 +10,28 @@
 const PROFILES = ["tiny", "cpu", "gpu", "hq"];
 const STEPS = [
  {
+  "name": "track-plate-chunks",
+  "args": [
+   "track",
+   "{plate}",
+   "--shot",
+   "{shot}",
+   "--role",
+   "plate",
+   "--start",
+   "{plate_start}",
+   "--end",
+   "{plate_end}",
+   "--chunk",
+   "{chunk}",
+   "--progress",
+   "json"
+  ],
+  "after": [],
+  "worker": "cpu",
+  "chunked": true
+ },
+ {
   "name": "track-plate",
   "args": [
    "track",
@@ -25,7 +47,9 @@ const STEPS = [
    "--progress",
    "json"
   ],
-  "after": [],
+  "after": [
+   "track-plate-chunks"
+  ],
   "worker": "cpu",
   "chunked": false
  },
@@ -152,6 +176,28 @@ const STEPS = [
   "chunked": false
  },
  {
+  "name": "guides-plate-chunks",
+  "args": [
+   "guides",
+   "--shot",
+   "{shot}",
+   "--role",
+   "plate",
+   "--size",
+   "{profile}",
+   "--chunk",
+   "{chunk}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "build-plate",
+   "transfer"
+  ],
+  "worker": "cpu",
+  "chunked": true
+ },
+ {
   "name": "guides-plate",
   "args": [
    "guides",
@@ -165,11 +211,31 @@ const STEPS = [
    "json"
   ],
   "after": [
-   "build-plate",
-   "transfer"
+   "guides-plate-chunks"
   ],
   "worker": "cpu",
   "chunked": false
+ },
+ {
+  "name": "dataset-plate-chunks",
+  "args": [
+   "dataset",
+   "--shot",
+   "{shot}",
+   "--role",
+   "plate",
+   "--size",
+   "{profile}",
+   "--chunk",
+   "{chunk}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "guides-plate"
+  ],
+  "worker": "cpu",
+  "chunked": true
  },
  {
   "name": "dataset-plate",
@@ -185,7 +251,7 @@ const STEPS = [
    "json"
   ],
   "after": [
-   "guides-plate"
+   "dataset-plate-chunks"
   ],
   "worker": "cpu",
   "chunked": false
@@ -238,13 +304,15 @@ const STEPS = [
   "chunked": false
  },
  {
-  "name": "swap",
+  "name": "swap-chunks",
   "args": [
    "swap",
    "--shot",
    "{shot}",
    "--profile",
    "{profile}",
+   "--chunk",
+   "{chunk}",
    "--progress",
    "json"
   ],
@@ -256,7 +324,47 @@ const STEPS = [
    "train"
   ],
   "worker": "cpu",
+  "chunked": true
+ },
+ {
+  "name": "swap",
+  "args": [
+   "swap",
+   "--shot",
+   "{shot}",
+   "--profile",
+   "{profile}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "swap-chunks"
+  ],
+  "worker": "cpu",
   "chunked": false
+ },
+ {
+  "name": "merge-chunks",
+  "args": [
+   "merge",
+   "--shot",
+   "{shot}",
+   "--profile",
+   "{profile}",
+   "--color",
+   "meanstd",
+   "--mouth",
+   "swap",
+   "--chunk",
+   "{chunk}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "swap"
+  ],
+  "worker": "cpu",
+  "chunked": true
  },
  {
   "name": "merge",
@@ -274,7 +382,7 @@ const STEPS = [
    "json"
   ],
   "after": [
-   "swap"
+   "merge-chunks"
   ],
   "worker": "cpu",
   "chunked": false
@@ -383,7 +491,7 @@ const JOB_TYPE = {
           eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
           description: "The shot's scene frames, FIRST-LAST" },
         { key: "chunk_size", type: "int32", default: 100,
-          description: "Frames per Composite task" },
+          description: "Frames per task of the plate's chunked steps" },
     ],
 };
 
