@@ -62,6 +62,15 @@ bench: $(STAMP) samples
 		--shot out/bench/run --profile tiny --steps 40 --source-frames 0:200
 	$(BIN)/python bench/merge.py out/bench/run --profile tiny
 
+# A folder of the worker's wheels, for studios without internet: the add-on's preferences
+# install the worker from it (Wheels Folder, then Install Worker).
+WORKER_WHEELS ?= dist/worker-wheels
+.PHONY: worker-wheels
+worker-wheels: $(STAMP)
+	$(BIN)/python -m pip download --disable-pip-version-check -r worker_requirements.txt \
+		-d $(WORKER_WHEELS)
+	@echo "worker wheels: $(WORKER_WHEELS)"
+
 clean-venv:
 	rm -rf $(VENV) .venv-bpy-*
 

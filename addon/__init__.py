@@ -14,10 +14,11 @@ from . import (
     preferences,
     properties,
     run_state,
+    worker_setup,
 )
 
-MODULES = (preferences, properties, run_state, composite_scene, operators, panels,
-           blender_command)
+MODULES = (preferences, properties, run_state, worker_setup, composite_scene, operators,
+           panels, blender_command)
 _registered = False
 
 

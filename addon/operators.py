@@ -18,12 +18,13 @@ import bpy
 from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
 from ..common.shot_layout import ShotLayout
-from ..common.stage_table import Step, shot_plan
+from ..common.stage_table import Step, blocked_by, run_command, shot_plan
 from . import run_state
 from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
 from .composite import adopt_open_scene
 from .composite_scene import image_user, setup_composite
+from .messages import append_log, for_artist
 from .preferences import get_preferences
 from .properties import absolute, shot_folder, shot_settings
 from .transfer import transfer_into_scene
@@ -41,11 +42,15 @@ def default_shot_folder(plate: Path) -> str:
         return f"//{name}"
     from .preferences import ROOT_PACKAGE
 
-    return bpy.utils.extension_path_user(ROOT_PACKAGE, path=f"shots/{name}", create=True)
+    try:
+        return bpy.utils.extension_path_user(ROOT_PACKAGE, path=f"shots/{name}", create=True)
+    except ValueError:  # running from a checkout, not installed: the home folder
+        return str(Path.home() / "FaceGraft" / name)
 
 
 class FACEGRAFT_OT_load_plate(bpy.types.Operator):
-    """Choose the plate footage; sets the scene's resolution, frame rate and range"""
+    """Choose the plate footage: a movie, or one image of a numbered sequence (EXR, PNG,
+    JPEG...); sets the scene's resolution, frame rate and range"""
 
     bl_idname = "facegraft.load_plate"
     bl_label = "Load Plate"
@@ -53,7 +58,12 @@ class FACEGRAFT_OT_load_plate(bpy.types.Operator):
 
     filepath: bpy.props.StringProperty(subtype="FILE_PATH")
     filter_movie: bpy.props.BoolProperty(default=True, options={"HIDDEN"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN"})
     filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return _nothing_running(cls, context)
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -71,15 +81,73 @@ class FACEGRAFT_OT_load_plate(bpy.types.Operator):
             return {"CANCELLED"}
         scene = context.scene
         shot = scene.facegraft
-        shot.plate = str(path)
+        # A sequence is its folder for the worker (numbered images, in name order).
+        shot.plate = str(path.parent if clip.source == "SEQUENCE" else path)
         if not shot.shot_folder:
-            shot.shot_folder = default_shot_folder(path)
+            shot.shot_folder = default_shot_folder(path.parent if clip.source == "SEQUENCE"
+                                                   else path)
         scene.active_clip = clip
         scene.render.resolution_x, scene.render.resolution_y = clip.size
-        scene.render.fps = max(1, round(clip.fps))
+        scene.render.fps = max(1, round(clip.fps)) if clip.fps > 0 else scene.render.fps
         scene.frame_start = 1
         scene.frame_end = clip.frame_duration
         return {"FINISHED"}
+
+
+class FACEGRAFT_OT_pick_face(bpy.types.Operator):
+    """Follow the face under the clip's active marker (Ctrl+click the face in the Movie
+    Clip editor to place one): with several people in view, tracking follows that face"""
+
+    bl_idname = "facegraft.pick_face"
+    bl_label = "Pick Face"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        clip = _picking_clip(context)
+        if clip is None or clip.tracking.tracks.active is None:
+            cls.poll_message_set("Ctrl+click the face in the Movie Clip editor first (it "
+                                 "places a marker)")
+            return False
+        return _nothing_running(cls, context)
+
+    def execute(self, context):
+        clip = _picking_clip(context)
+        track = clip.tracking.tracks.active
+        marker = track.markers.find_frame(clip.frame_start, exact=False) or track.markers[0]
+        width, height = clip.size
+        shot = context.scene.facegraft
+        # Markers are normalised with y up; the worker's pixel has y down.
+        shot.pick = (round(marker.co[0] * width), round((1 - marker.co[1]) * height))
+        shot.use_pick = True
+        self.report({"INFO"}, f"Tracking follows the face at {shot.pick[0]}, {shot.pick[1]}")
+        return {"FINISHED"}
+
+
+def _picking_clip(context) -> bpy.types.MovieClip | None:
+    space = getattr(context, "space_data", None)
+    clip = getattr(space, "clip", None) if space is not None else None
+    return clip or context.scene.active_clip
+
+
+def _nothing_running(cls, context) -> bool:
+    """poll(): refused while a step of the open shot runs (it reads these settings)."""
+    if run_state.running(shot_folder(context.scene)):
+        cls.poll_message_set("Wait for the running step, or stop it")
+        return False
+    return True
+
+
+def _shot_ready(cls, context) -> bool:
+    """poll(): the shot is set up and a worker is found, else say which is missing."""
+    try:
+        plan_of(context)
+        prefs = get_preferences(context)
+        resolve_worker_python(prefs.worker_python if prefs else "")
+    except FaceGraftError as exc:
+        cls.poll_message_set(str(exc).capitalize())
+        return False
+    return True
 
 
 def plan_of(context) -> tuple[Path, list[Step]]:
@@ -155,7 +223,9 @@ class WorkerOperator:
         python = resolve_worker_python(prefs.worker_python if prefs else "")
         cache = bpy.path.abspath(prefs.cache_folder) if prefs and prefs.cache_folder else ""
         self._folder, self._step = folder, step
-        self._job = worker_process(python, argv, cache)
+        self._output: list[str] = []
+        self._plan = plan_of(context)[1]
+        self._job = worker_process(python, argv, cache, on_stderr=self._output.append)
         self._job.start()
         run_state.start(folder, step, self._job)
         if bpy.app.background:  # no event loop: wait here
@@ -200,8 +270,11 @@ class WorkerOperator:
                 context.window_manager.progress_update(int(event.fraction * 100))
 
     def _finish(self, context, returncode: int):
+        failure = self._job.failure(returncode)
+        append_log(self._folder, self._step, self._job.argv, list(self._output),
+                   failure or "done")
         if returncode != 0:
-            message = self._job.failure(returncode)
+            message = for_artist(failure, self._folder, self._plan)
             run_state.fail(self._folder, self._step, message)
             self.report({"ERROR"}, f"{self.bl_label}: {message}")
             return {"CANCELLED"}
@@ -239,10 +312,19 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
     step: bpy.props.StringProperty(name="Step", options={"SKIP_SAVE"})
     _preview_mtime = 0
 
+    @classmethod
+    def poll(cls, context):
+        return _shot_ready(cls, context)
+
     def execute(self, context):
         folder = None
         try:
             folder, step = find_step(context, self.step)
+            waits_for = blocked_by(plan_of(context)[1], step.name, run_state.running(folder))
+            if waits_for:  # not a failure of this step: nothing is recorded
+                self.report({"ERROR"}, f"{step.label} waits for "
+                                       f"{_labels(context, waits_for)}, which is running")
+                return {"CANCELLED"}
             if step.name in SCENE_STEPS:
                 SCENE_STEPS[step.name](context, folder)
                 run_state.clear(folder, step.name)
@@ -251,8 +333,9 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
                 BEFORE_WORKER[step.name](context, folder)
             return self.start_worker(context, folder, step.name, list(step.argv))
         except FaceGraftError as exc:
-            run_state.fail(folder, self.step, str(exc))
-            self.report({"ERROR"}, str(exc))
+            message = for_artist(str(exc), folder, _plan_or_empty(context))
+            run_state.fail(folder, self.step, message)
+            self.report({"ERROR"}, message)
             return {"CANCELLED"}
 
     def on_tick(self, context) -> None:
@@ -287,19 +370,20 @@ class FACEGRAFT_OT_run_all(WorkerOperator, bpy.types.Operator):
     bl_idname = "facegraft.run_all"
     bl_label = "Run All"
 
+    @classmethod
+    def poll(cls, context):
+        return _shot_ready(cls, context) and _nothing_running(cls, context)
+
     def execute(self, context):
         folder = None
         try:
             folder, plan = plan_of(context)
-            settings = shot_settings(context.scene)
-            argv = ["run", "--plate", str(settings.plate), "--source", str(settings.source),
-                    "--shot", str(folder), "--profile", settings.profile,
-                    "--minutes", str(settings.minutes), "--color", settings.color,
-                    "--mouth", settings.mouth]
+            argv = run_command(folder, shot_settings(context.scene))
             return self.start_worker(context, folder, "run", argv)
         except FaceGraftError as exc:
-            run_state.fail(folder, "run", str(exc))
-            self.report({"ERROR"}, str(exc))
+            message = for_artist(str(exc), folder, _plan_or_empty(context))
+            run_state.fail(folder, "run", message)
+            self.report({"ERROR"}, message)
             return {"CANCELLED"}
 
     def on_success(self, context) -> None:
@@ -353,6 +437,13 @@ class FACEGRAFT_OT_stop(bpy.types.Operator):
 
     step: bpy.props.StringProperty(name="Step", options={"SKIP_SAVE"})
 
+    @classmethod
+    def poll(cls, context):
+        if not run_state.running(shot_folder(context.scene)):
+            cls.poll_message_set("Nothing is running")
+            return False
+        return True
+
     def execute(self, context):
         folder = shot_folder(context.scene)
         run = run_state.get(folder, self.step)
@@ -362,6 +453,50 @@ class FACEGRAFT_OT_stop(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_run_step, FACEGRAFT_OT_run_all,
-           FACEGRAFT_OT_stop)
+class FACEGRAFT_OT_open_log(bpy.types.Operator):
+    """Open the shot's log (what each step run from here printed, and why one failed) in
+    the Text Editor: the file to hand to support"""
+
+    bl_idname = "facegraft.open_log"
+    bl_label = "Open Log"
+
+    @classmethod
+    def poll(cls, context):
+        folder = shot_folder(context.scene)
+        if folder is None or not ShotLayout(folder).log.is_file():
+            cls.poll_message_set("No log yet: it is written when a step runs")
+            return False
+        return True
+
+    def execute(self, context):
+        path = ShotLayout(shot_folder(context.scene)).log
+        text = next((t for t in bpy.data.texts if t.filepath and
+                     Path(bpy.path.abspath(t.filepath)) == path), None)
+        if text is None:
+            text = bpy.data.texts.load(str(path))
+        else:
+            text.from_string(path.read_text(encoding="utf-8", errors="replace"))
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "TEXT_EDITOR":
+                area.spaces.active.text = text
+                break
+        else:
+            self.report({"INFO"}, f"The log is in the Text Editor as '{text.name}'")
+        return {"FINISHED"}
+
+
+def _plan_or_empty(context) -> list[Step]:
+    try:
+        return plan_of(context)[1]
+    except FaceGraftError:
+        return []
+
+
+def _labels(context, names: list[str]) -> str:
+    labels = {step.name: step.label for step in _plan_or_empty(context)}
+    return ", ".join(labels.get(name, "Run All") for name in names)
+
+
+classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_pick_face, FACEGRAFT_OT_run_step,
+           FACEGRAFT_OT_run_all, FACEGRAFT_OT_stop, FACEGRAFT_OT_open_log)
 register, unregister = bpy.utils.register_classes_factory(classes)

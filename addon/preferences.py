@@ -12,10 +12,16 @@ class FaceGraftPreferences(bpy.types.AddonPreferences):
     bl_idname = ROOT_PACKAGE
 
     worker_python: bpy.props.StringProperty(
-        name="Worker Python",
-        description="Python with torch and mediapipe that runs FaceGraft's worker "
-                    "(empty: the project's .venv when found)",
+        name="Existing Python",
+        description="A Python with torch and mediapipe to run FaceGraft's worker instead "
+                    "of the one Install Worker makes (empty: that one)",
         subtype="FILE_PATH",
+    )
+    wheels_folder: bpy.props.StringProperty(
+        name="Wheels Folder",
+        description="Install the worker from this folder of wheels ('make worker-wheels' "
+                    "prepares one), downloading nothing (empty: from the package index)",
+        subtype="DIR_PATH",
     )
     cache_folder: bpy.props.StringProperty(
         name="Cache Folder",
@@ -24,7 +30,12 @@ class FaceGraftPreferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context):
+        from .worker_setup import draw_worker
+
         layout = self.layout
+        layout.label(text="Worker: the Python that tracks and trains (torch, MediaPipe)")
+        draw_worker(layout, context)
+        layout.prop(self, "wheels_folder")
         layout.prop(self, "worker_python")
         layout.prop(self, "cache_folder")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bpy
 
-from ..common.merge_file import COLOR_MODES, MOUTH_MODES
+from ..common.merge_file import COLOR_MODES, MOUTH_MODES, SHADING_MODES
 from ..common.profiles import PROFILES
 from ..common.stage_table import ShotSettings
 
@@ -20,6 +20,12 @@ PROFILE_ITEMS = [(p.name, p.label, p.description) for p in PROFILES.values()]
 COLOR_ITEMS = [(mode, COLOR_LABELS[mode], "") for mode in COLOR_MODES]
 MOUTH_ITEMS = [(mode, mode.title(), f"the mouth interior from the {mode}")
                for mode in MOUTH_MODES]
+SHADING_ITEMS = [("render", "CG Render", "the broad light of the source's texture rendered "
+                  "under the plate's light"), ("none", "Network", "as the network made it")]
+assert [item[0] for item in SHADING_ITEMS] == list(SHADING_MODES)
+
+
+RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}  # '//' paths: relative to the .blend
 
 
 def _profile_changed(self, context) -> None:
@@ -27,12 +33,13 @@ def _profile_changed(self, context) -> None:
 
 
 class FaceGraftShot(bpy.types.PropertyGroup):
-    plate: bpy.props.StringProperty(name="Plate", subtype="FILE_PATH",
-                                    description="Footage of the performer whose face is replaced")
-    source: bpy.props.StringProperty(name="Source", subtype="FILE_PATH",
+    plate: bpy.props.StringProperty(name="Plate", subtype="FILE_PATH", options=RELATIVE,
+                                    description="Footage of the performer whose face is "
+                                                "replaced: a movie or a folder of numbered images")
+    source: bpy.props.StringProperty(name="Source", subtype="FILE_PATH", options=RELATIVE,
                                      description="Footage of the person whose face goes in")
     shot_folder: bpy.props.StringProperty(
-        name="Shot Folder", subtype="DIR_PATH",
+        name="Shot Folder", subtype="DIR_PATH", options=RELATIVE,
         description="Where every stage writes its files (the same folder 'facegraft run "
                     "--shot' and farm jobs use)")
     profile: bpy.props.EnumProperty(
@@ -48,6 +55,36 @@ class FaceGraftShot(bpy.types.PropertyGroup):
     mouth: bpy.props.EnumProperty(
         name="Mouth", default="swap",
         items=MOUTH_ITEMS)
+    erode: bpy.props.FloatProperty(
+        name="Erode", default=0.015, min=0.0, max=0.24, step=0.1, precision=3,
+        description="Shrink the face's matte by this fraction of the face's width")
+    feather: bpy.props.FloatProperty(
+        name="Feather", default=0.03, min=0.0, max=0.24, step=0.1, precision=3,
+        description="Soften the matte's edge over this fraction of the face's width")
+    shading: bpy.props.EnumProperty(
+        name="Shading", default="render", items=SHADING_ITEMS,
+        description="The face's broad light from the CG render of the source's texture "
+                    "under the plate's light, or as the network made it")
+    detail: bpy.props.FloatProperty(
+        name="Detail", default=1.0, min=0.0, max=4.0,
+        description="How much of the source texture's fine detail to add at the plate's "
+                    "resolution")
+    use_frame_range: bpy.props.BoolProperty(
+        name="Scene Frame Range Only", default=False,
+        description="Work on the scene's frame range of the plate instead of all of it")
+    source_start: bpy.props.IntProperty(
+        name="Source From", default=0, min=0,
+        description="The source's first frame to learn from")
+    source_end: bpy.props.IntProperty(
+        name="To", default=0, min=0,
+        description="The source's frame after the last to learn from (0: to its end)")
+    use_pick: bpy.props.BoolProperty(
+        name="Follow the Picked Face", default=False,
+        description="With several people in view: track the face picked in the Movie Clip "
+                    "editor (Pick Face)")
+    pick: bpy.props.IntVectorProperty(
+        name="Picked Face", size=2, default=(0, 0), min=0,
+        description="Pixel of the plate's first frame on the face to follow")
 
 
 def absolute(path: str) -> Path | None:
@@ -61,8 +98,17 @@ def shot_settings(scene: bpy.types.Scene) -> ShotSettings | None:
     plate, source = absolute(shot.plate), absolute(shot.source)
     if plate is None or source is None:
         return None
+    frames = f"{scene.frame_start - 1}:{scene.frame_end}" if shot.use_frame_range else None
+    source_frames = None
+    if shot.source_start or shot.source_end:
+        source_frames = f"{shot.source_start}:{shot.source_end or ''}"
     return ShotSettings(plate=plate, source=source, profile=shot.profile,
-                        minutes=shot.train_minutes, color=shot.color, mouth=shot.mouth)
+                        minutes=shot.train_minutes, plate_frames=frames,
+                        source_frames=source_frames,
+                        pick=tuple(float(v) for v in shot.pick) if shot.use_pick else None,
+                        color=shot.color, mouth=shot.mouth, erode=round(shot.erode, 4),
+                        feather=round(shot.feather, 4), shading=shot.shading,
+                        detail=round(shot.detail, 3))
 
 
 def shot_folder(scene: bpy.types.Scene) -> Path | None:

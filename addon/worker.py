@@ -15,13 +15,32 @@ from pathlib import Path
 from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
 from ..common.stage_table import STAGES_BY_NAME
+from ..common.worker_environment import environment_python, worker_environ
 
 REPO_VENV_PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+INSTALLED_WORKER = "worker"  # the installed environment, in the extension's user folder
+NO_WORKER = ("no worker yet: install FaceGraft's worker in Preferences > Add-ons > FaceGraft "
+             "(Install Worker), or choose a Python with torch and mediapipe there")
+
+
+def installed_worker_folder(create: bool = False) -> Path | None:
+    """Where Install Worker puts the worker environment: the extension's user folder
+    (None when FaceGraft runs from a checkout, not as an installed extension)."""
+    import bpy
+
+    from .preferences import ROOT_PACKAGE
+
+    try:
+        return Path(bpy.utils.extension_path_user(ROOT_PACKAGE, path=INSTALLED_WORKER,
+                                                  create=create))
+    except ValueError:
+        return None
 
 
 def resolve_worker_python(preference: str = "") -> Path:
-    """The interpreter that runs the worker. Only ever from the user's preferences, the
-    environment or the project's own venv: never from a .blend file."""
+    """The interpreter that runs the worker: the Python chosen in the preferences, else
+    FACEGRAFT_WORKER_PYTHON, else the installed worker environment, else a checkout's
+    .venv. Never from a .blend file."""
     if preference:
         path = Path(preference).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
@@ -33,19 +52,21 @@ def resolve_worker_python(preference: str = "") -> Path:
     env = os.environ.get("FACEGRAFT_WORKER_PYTHON")
     if env:
         return resolve_worker_python(env)
+    installed = installed_worker_folder()
+    if installed is not None and environment_python(installed).is_file():
+        return environment_python(installed)
     if REPO_VENV_PYTHON.is_file():
         return REPO_VENV_PYTHON
     if importlib.util.find_spec("mediapipe") is not None:
         return Path(sys.executable)  # Blender as a Python module inside the project venv
-    raise FaceGraftError(
-        "no worker Python: set one with torch and mediapipe in Preferences > Add-ons > FaceGraft"
-    )
+    raise FaceGraftError(NO_WORKER)
 
 
 def worker_process(python: Path, argv: list[str], cache_folder: str = "",
                    on_stderr: Callable[[str], None] | None = None) -> ChildProcess:
-    """The worker running ``facegraft ARGV`` with JSON-lines progress (not started yet)."""
-    env = dict(os.environ)
+    """The worker running ``facegraft ARGV`` with JSON-lines progress (not started yet),
+    with this extension's code first on its path."""
+    env = worker_environ()
     if cache_folder:
         env["FACEGRAFT_CACHE"] = cache_folder
     stage = STAGES_BY_NAME.get(argv[0]) if argv else None

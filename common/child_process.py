@@ -87,6 +87,8 @@ class ChildProcess:
         elif event == "error":
             self.error_message = str(message.get("message", ""))
             self.events.put(ChildEvent("error", message=self.error_message, data=message))
+        else:  # a JSON line that is not progress: the child's output (a report)
+            self.events.put(ChildEvent("output", message=line, data=message))
 
     def _read_stderr(self) -> None:
         try:

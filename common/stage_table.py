@@ -205,6 +205,15 @@ GUIDES = Option(("--guides",), "the CG guides the model sees: 'none' or a list o
                 type=guide_sets, default=GUIDE_NAMES, metavar="LIST")
 SOURCE_FRAMES = Option(("--source-frames",), "source frames to learn from (default: all)",
                        type=frame_range, metavar="FIRST:END")
+ERODE = Option(("--erode",), "matte erosion, fraction of the crop width", type=fraction,
+               default=0.015)
+FEATHER = Option(("--feather",), "matte feather, fraction of the crop width", type=fraction,
+                 default=0.03)
+SHADING = Option(("--shading",), "the face's broad shading from the CG render of the "
+                 "source's texture under the plate's light, or as the model made it",
+                 choices=SHADING_MODES, default="render")
+DETAIL = Option(("--detail",), "how much of the source texture's fine detail to add at the "
+                "plate's resolution (0 to 4)", type=detail_gain, default=1.0)
 CHUNK = Option(("--chunk",), "only these scene frames, FIRST-LAST (a farm task; the run "
                "without --chunk joins the chunks)", type=scene_frames, metavar="FIRST-LAST")
 PLATE_FRAMES = Option(("--plate-frames",), "plate frames to use (default: all)",
@@ -284,18 +293,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("merge", "Merge", WORKER, "the swapped faces back in plate space, with a matte",
           "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
-              SHOT, PROFILE, COLOR,
-              Option(("--erode",), "matte erosion, fraction of the crop width",
-                     type=fraction, default=0.015),
-              Option(("--feather",), "matte feather, fraction of the crop width",
-                     type=fraction, default=0.03),
-              MOUTH,
-              Option(("--shading",), "the face's broad shading from the CG render of the "
-                     "source's texture under the plate's light, or as the model made it",
-                     choices=SHADING_MODES, default="render"),
-              Option(("--detail",), "how much of the source texture's fine detail to add at "
-                     "the plate's resolution (0 to 4)", type=detail_gain, default=1.0),
-              FORCE, CHUNK), revision=3),
+              SHOT, PROFILE, COLOR, ERODE, FEATHER, MOUTH, SHADING, DETAIL, FORCE, CHUNK),
+          revision=3),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",
@@ -330,7 +329,21 @@ STAGES: tuple[Stage, ...] = (
               STEPS, PLATE_FRAMES, SOURCE_FRAMES,
               Option(("--pick",), "follow the plate's face at this pixel of its first frame",
                      type=pixel, metavar="X,Y"),
-              GUIDES, COLOR, MOUTH)),
+              GUIDES, COLOR, MOUTH, ERODE, FEATHER, SHADING, DETAIL)),
+    Stage("worker-install", "Install Worker", BLENDER,
+          "make FaceGraft's worker environment (the pinned packages) with this Python",
+          "common.worker_environment:install_worker",
+          "worker_requirements.txt, the package index or a folder of wheels",
+          "TARGET/ (a virtual environment)", (
+              Option(("--target",), "the environment's folder", type=Path, required=True),
+              Option(("--wheels",), "install from this folder of wheels, downloading nothing",
+                     type=Path),
+              Option(("--index-url",), "another package index than pip's configured one",
+                     dest="index_url"))),
+    Stage("worker-check", "Check Worker", WORKER,
+          "print the worker's Python, torch, mediapipe and FaceGraft versions and device",
+          "pipeline.worker_check:check_worker", "the worker Python",
+          "one JSON line on stdout", (), progress=False),
     Stage("farm-jobs", "Farm Jobs", WORKER,
           "write the Flamenco job type and the Open Job Description template of a shot",
           "pipeline.farm_jobs:write_farm_jobs", "the stage table",
@@ -427,6 +440,20 @@ class ShotSettings:
     guides: tuple[str, ...] = GUIDE_NAMES  # the CG guides the model sees
     color: str = "meanstd"
     mouth: str = "swap"
+    erode: float = ERODE.default  # the merge look beyond colour and mouth
+    feather: float = FEATHER.default
+    shading: str = SHADING.default
+    detail: float = DETAIL.default
+
+    def merge_look(self) -> list[str]:
+        """The merge's options, those left at their defaults left out (a shot made before
+        they were settings keeps its key)."""
+        out = ["--color", self.color, "--mouth", self.mouth]
+        for option, value in ((ERODE, self.erode), (FEATHER, self.feather),
+                              (SHADING, self.shading), (DETAIL, self.detail)):
+            if value != option.default:
+                out += [option.flags[0], str(value)]
+        return out
 
 
 @dataclass(frozen=True)
@@ -518,7 +545,7 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
               source.texture, plate.texture),
              (layout.swap(s.profile),), reads=(layout.checkpoint(s.profile),)),
         Step("merge", "Merge", "merge", SECTIONS[3],
-             ("merge", *shot, *profile, "--color", s.color, "--mouth", s.mouth),
+             ("merge", *shot, *profile, *s.merge_look()),
              (layout.swap(s.profile),), (layout.merge(s.profile),)),
         # The composite .blend is read too: an artist's edit of it is rendered again.
         Step("composite", "Composite", "composite", SECTIONS[3],
@@ -532,6 +559,37 @@ def shot_plan(root: Path, settings: ShotSettings) -> list[Step]:
                                                    "metrics.json"))),
     ]
     return _with_dependencies(steps)
+
+
+def run_command(root: Path, settings: ShotSettings) -> list[str]:
+    """``facegraft run``'s arguments for a shot: Run All, from the panel's settings."""
+    s = settings
+    argv = ["run", "--plate", str(s.plate), "--source", str(s.source), "--shot", str(root),
+            "--profile", s.profile, *s.merge_look()]
+    argv += ["--steps", str(s.steps)] if s.steps is not None else (
+        ["--minutes", str(s.minutes)] if s.minutes is not None else [])
+    if s.plate_frames:
+        argv += ["--plate-frames", s.plate_frames]
+    if s.source_frames:
+        argv += ["--source-frames", s.source_frames]
+    if s.pick:
+        argv += ["--pick", f"{s.pick[0]},{s.pick[1]}"]
+    if tuple(s.guides) != GUIDE_NAMES:
+        argv += ["--guides", ",".join(s.guides) or "none"]
+    return argv
+
+
+def blocked_by(plan: list[Step], name: str, running: list[str]) -> list[str]:
+    """The running steps that step ``name`` must wait for: those that write what it reads
+    or writes, or read what it writes (everything, while Run All runs)."""
+    if "run" in running:
+        return ["run"]
+    if name == "run":
+        return list(running)
+    step = next(s for s in plan if s.name == name)
+    touches = {*step.needs, *step.reads, *step.outputs}
+    return [other.name for other in plan if other.name in running and other.name != name
+            and ({*other.outputs} & touches or {*step.outputs} & {*other.needs, *other.reads})]
 
 
 def _with_dependencies(steps: list[Step]) -> list[Step]:

@@ -5,6 +5,7 @@ Every failure to read becomes a FaceGraftError naming the file and the cause.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ import numpy as np
 from ..common.errors import FaceGraftError
 from ..common.quiet_stderr import quiet_native_stderr
 
+# OpenCV reads EXR only when asked (read when it first decodes one, so setting it here
+# before any decoding is enough).
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".exr", ".webp"}
 DEFAULT_SEQUENCE_FPS = 24.0
 
@@ -33,6 +37,34 @@ def _sequence_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def read_image(file: Path) -> np.ndarray:
+    """One image of a sequence as 8-bit BGR. Scene-linear EXR is shown as Blender's
+    Standard view shows it (the sRGB curve, clipped at 1); other formats are read as
+    display images (16-bit ones scaled to 8)."""
+    try:
+        if file.suffix.lower() == ".exr":
+            image = cv2.imread(str(file), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+            if image is not None:
+                image = _linear_to_srgb8(image)
+        else:
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise FaceGraftError(f"{file}: not a readable image ({str(exc).strip()[-80:]})"
+                             ) from None
+    if image is None:
+        raise FaceGraftError(f"{file}: not a readable image")
+    return image
+
+
+def _linear_to_srgb8(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    linear = np.clip(np.nan_to_num(image[..., :3].astype(np.float32)), 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92,
+                    1.055 * np.power(linear, 1 / 2.4) - 0.055)
+    return (srgb * 255 + 0.5).astype(np.uint8)
+
+
 def probe_video(path: Path, sequence_fps: float = DEFAULT_SEQUENCE_FPS) -> VideoInfo:
     """Open the footage once, decode its first frame, and describe it."""
     path = Path(path)
@@ -43,9 +75,7 @@ def probe_video(path: Path, sequence_fps: float = DEFAULT_SEQUENCE_FPS) -> Video
         if not files:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise FaceGraftError(f"{path}: folder holds no images ({kinds})")
-        first = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
-        if first is None:
-            raise FaceGraftError(f"{files[0]}: not a readable image")
+        first = read_image(files[0])
         return VideoInfo(path, len(files), sequence_fps, first.shape[1], first.shape[0], True)
     try:
         size = path.stat().st_size
@@ -81,9 +111,7 @@ def read_frames(info: VideoInfo, start: int, end: int) -> Iterator[tuple[int, np
     if info.is_sequence:
         files = _sequence_files(info.path)[start:end]
         for offset, file in enumerate(files):
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if image is None:
-                raise FaceGraftError(f"{file}: not a readable image")
+            image = read_image(file)
             if image.shape[:2] != (info.height, info.width):
                 raise FaceGraftError(
                     f"{file}: {image.shape[1]}x{image.shape[0]} differs from the sequence's "

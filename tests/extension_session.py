@@ -67,16 +67,19 @@ def run_step(name):
         return ["CANCELLED"]
 
 
-# A missing worker Python: a clear report, nothing written.
+# A missing worker Python: the buttons are greyed saying why, nothing written.
 prefs.worker_python = "/nonexistent/bin/python3"
 found["missing_worker_result"] = run_step("track plate")
 found["missing_worker_status"] = statuses()["track plate"]
-failed = run_state.get(shot, "track plate")
-found["missing_worker_message"] = failed.message if failed else ""
+found["missing_worker_message"] = found.get("errors", {}).pop("track plate", "")
 found["shot_untouched"] = not shot.exists() or not any(shot.iterdir())
 
-# The real thing: track in the worker, then build the scene.
+# Check Worker: the worker runs this installed extension's code, not another copy.
 prefs.worker_python = sys.executable
+found["check_worker"] = sorted(bpy.ops.facegraft.check_worker())
+found["worker_report"] = sys.modules[module + ".addon.worker_setup"].STATE.report
+
+# The real thing: track in the worker, then build the scene.
 found["track_result"] = run_step("track plate")
 found["track_file"] = (shot / "plate" / "track.npz").is_file()
 found["status_after_track"] = [statuses()[s] for s in ("track plate", "build plate")]

@@ -38,9 +38,15 @@ def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
     assert found["installed"] and found["panels"]
     assert found["unregistered"] and found["reregistered"] and found["double_register"]
     assert found["missing_worker_result"] == ["CANCELLED"]
-    assert found["missing_worker_status"] == "FAILED"
+    assert found["missing_worker_status"] == "NOT_RUN"  # refused by poll(): nothing ran
     assert "worker Python not found" in found["missing_worker_message"]
     assert found["shot_untouched"]
+    assert found["check_worker"] == ["FINISHED"]
+    report = found["worker_report"]
+    assert report["facegraft"] == "0.1.0" and report["torch"] and report["mediapipe"]
+    installed = tmp_path / "blender-user"
+    assert Path(report["facegraft_code"]).is_relative_to(installed), report
+    assert report["device"].startswith(("CPU", "CUDA"))
     assert found["track_result"] == ["FINISHED"] and found["track_file"]
     assert found["status_after_track"] == ["DONE", "NOT_RUN"]
     assert found["build_result"] == ["FINISHED"]

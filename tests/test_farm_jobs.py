@@ -207,17 +207,21 @@ def test_chunked_plate_steps_equal_one_pass(fast_run, franck, single_face, blend
                 "profile": parameters["Profile"], "train_minutes": 1, "train_steps": 40,
                 "plate_start": 0, "plate_end": 20, "source_start": 0, "source_end": 60,
                 "frames": parameters["Frames"], "chunk_size": 7}
-    ran = []
+    ran = {}
     for task in _compile_flamenco(settings, tmp_path)["tasks"]:
         if _step_of(task["name"]) in CHUNKED_PLATE_STEPS:
             args = task["commands"][0]["parameters"]["args"]
             result = subprocess.run([str(blender_standin), *args], capture_output=True,
                                     text=True, timeout=600)
             assert result.returncode == 0, task["name"] + result.stderr[-2000:]
-            ran.append(task["name"])
+            ran[task["name"]] = args
     assert sum("-chunks-" in name for name in ran) == 5 * 3
     assert not list(shot.rglob("*.parts"))  # each join removed its parts
     _assert_same_plate_outputs(ShotLayout(shot), ShotLayout(fast_run.out), size)
+    # A requeued chunk whose work is done is skipped.
+    again = subprocess.run([str(blender_standin), *ran["swap-chunks-8-14"]],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and '"skipped": true' in again.stdout, again.stdout
 
 
 def _fast_run_size() -> int:

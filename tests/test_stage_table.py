@@ -24,7 +24,8 @@ from facegraft.common.stage_table import (
 )
 
 # Commands that are not a step of a shot.
-UTILITIES = {"samples", "preview", "run", "guides-chunk", "farm-jobs"}
+UTILITIES = {"samples", "preview", "run", "guides-chunk", "farm-jobs", "worker-install",
+             "worker-check"}
 
 
 def _plan(tmp_path: Path):

@@ -235,3 +235,21 @@ def test_track_file_version_is_checked(franck_track, tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(FaceGraftError, match="version 99"):
         load_track(path)
+
+
+def test_an_exr_sequence_plate_tracks_like_its_movie(face_noface, tmp_path, cli):
+    """The VFX norm: a folder of scene-linear EXR frames (here the movie's first 30 frames,
+    made linear) tracks like the movie they came from."""
+    folder = tmp_path / "plate_exr"
+    folder.mkdir()
+    frames = [frame for _, frame in read_frames(probe_video(face_noface), 0, 30)]
+    for index, rgb in enumerate(frames):
+        srgb = rgb[..., ::-1].astype(np.float32) / 255
+        linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+        cv2.imwrite(str(folder / f"plate.{index + 1001:04d}.exr"), linear.astype(np.float32))
+    for source, shot in ((folder, tmp_path / "exr"), (face_noface, tmp_path / "movie")):
+        result = cli("track", source, "--shot", shot, "--end", "30", "--progress", "none")
+        assert result.returncode == 0, result.stderr
+    from_exr, from_movie = (load_track(plate_track(tmp_path / name)) for name in ("exr", "movie"))
+    assert from_exr.present.all() and from_movie.present.all()
+    assert np.abs(from_exr.landmarks - from_movie.landmarks)[..., :2].max() < 1.0  # pixels

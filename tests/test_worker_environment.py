@@ -1,0 +1,138 @@
+"""``facegraft worker-install`` and ``facegraft worker-check``: the worker environment an
+artist installs from Blender's preferences. Bad input fails in one line and leaves no
+half-installed environment active; the real install from a folder of wheels is the slow
+tier (it installs about 1 GB)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from facegraft.common.errors import FaceGraftError
+from facegraft.common.worker_environment import (
+    REQUIREMENTS_FILE,
+    check_python,
+    environment_python,
+    requirements,
+    worker_environ,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _install(target: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facegraft", "worker-install", "--target",
+                           str(target), "--progress", "none", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def _isolated_pip() -> dict:
+    """pip without this machine's configured wheel folders and mirrors."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_RETRIES": "0", "PIP_TIMEOUT": "5"}
+
+
+def _left_behind(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_requirements_are_the_projects_pins():
+    """One list: the package metadata and the installer read worker_requirements.txt."""
+    text = (REPO / "pyproject.toml").read_text()
+    assert 'dependencies = { file = ["worker_requirements.txt"] }' in text
+    assert requirements()[0] == "torch==2.13.0" and "mediapipe==1.2.3" in requirements()
+    assert REQUIREMENTS_FILE.parent == REPO
+
+
+def test_a_wheel_folder_missing_packages_installs_nothing(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "previous").write_text("the environment that worked")
+    result = _install(tmp_path / "worker", "--wheels", str(wheels), env=_isolated_pip())
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"facegraft: error: {wheels}: the worker's packages could not be "
+                           f"installed from this folder"), line
+    assert "Traceback" not in result.stderr
+    assert _left_behind(tmp_path) == ["wheels", "worker"]  # no .partial
+    assert (tmp_path / "worker" / "previous").is_file()  # the old one stays active
+
+
+def test_no_network_says_so(tmp_path):
+    result = _install(tmp_path / "worker", "--index-url", "http://127.0.0.1:9/simple",
+                      env=_isolated_pip())
+    assert result.returncode == 1
+    assert "the package index could not be reached" in result.stderr, result.stderr
+    assert "choose a folder of wheels" in result.stderr
+    assert _left_behind(tmp_path) == []
+
+
+def test_an_interrupted_install_leaves_the_previous_environment(tmp_path):
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "previous").write_text("the environment that worked")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facegraft", "worker-install", "--target",
+         str(tmp_path / "worker"), "--index-url", "http://127.0.0.1:9/simple", "--progress",
+         "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**_isolated_pip(), "PIP_RETRIES": "5"})
+    for line in process.stdout:  # the environment is made: pip is at work
+        if json.loads(line).get("done", 0) >= 1:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)  # as Cancel in the preferences does
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    assert _left_behind(tmp_path) == ["worker"]
+    assert (tmp_path / "worker" / "previous").is_file()
+
+
+def test_a_python_without_torch_is_refused_by_check_worker(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    with pytest.raises(FaceGraftError) as error:
+        check_python(environment_python(bare))
+    message = str(error.value)  # the first of the worker's packages it lacks
+    assert message.startswith(f"{environment_python(bare)}: has no ")
+    assert message.split("has no ")[1].split(";")[0] in ("numpy", "torch", "mediapipe")
+    assert "Install FaceGraft's worker (Preferences > Add-ons > FaceGraft)" in message
+
+
+def test_check_worker_reports_versions_and_device():
+    report = check_python(Path(sys.executable))
+    assert report["facegraft"] == "0.1.0" and report["torch"].startswith("2.13.0")
+    assert report["mediapipe"] == "1.2.3" and report["python_version"].startswith("3.11")
+    assert Path(report["facegraft_code"]).resolve() == REPO
+    assert report["device"].startswith(("CPU", "CUDA"))
+
+
+@pytest.mark.slow
+def test_install_from_a_wheel_folder_then_track(tmp_path, face_noface):
+    """The real thing, as a studio without internet does it: the wheels prepared (as
+    'make worker-wheels' does), the environment installed from them, checked, and a Track
+    run with it."""
+    wheels = tmp_path / "wheels"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+                    "-q", "-r", str(REQUIREMENTS_FILE), "-d", str(wheels)], check=True)
+    downloaded = time.monotonic()
+    result = _install(tmp_path / "worker", "--wheels", str(wheels), env=_isolated_pip())
+    assert result.returncode == 0, result.stderr[-3000:]
+    installed = time.monotonic()
+    python = environment_python(tmp_path / "worker")
+    report = check_python(python)
+    assert report["torch"].startswith("2.13.0") and report["mediapipe"] == "1.2.3"
+    code = subprocess.run([str(python), "-c", "import sys; print(sys.prefix)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(code) == tmp_path / "worker"
+    track = subprocess.run([str(python), "-m", "facegraft", "track", str(face_noface),
+                            "--shot", str(tmp_path / "shot"), "--progress", "none"],
+                           capture_output=True, text=True, env=worker_environ(), timeout=600)
+    assert track.returncode == 0, track.stderr
+    assert (tmp_path / "shot" / "plate" / "track.npz").is_file()
+    print(f"download {downloaded - started:.0f} s, install {installed - downloaded:.0f} s")
