@@ -27,6 +27,7 @@ from .composite_scene import image_user, setup_composite
 from .messages import append_log, for_artist
 from .preferences import get_preferences
 from .properties import absolute, shot_folder, shot_settings
+from .step_status import step_inputs
 from .transfer import transfer_into_scene
 from .worker import resolve_worker_python, worker_process
 
@@ -275,7 +276,7 @@ class WorkerOperator:
                    failure or "done")
         if returncode != 0:
             message = for_artist(failure, self._folder, self._plan)
-            run_state.fail(self._folder, self._step, message)
+            run_state.fail(self._folder, self._step, message, self._failure_inputs())
             self.report({"ERROR"}, f"{self.bl_label}: {message}")
             return {"CANCELLED"}
         run_state.clear(self._folder, self._step)
@@ -293,6 +294,10 @@ class WorkerOperator:
             wm.event_timer_remove(self._timer)
             self._timer = None
         wm.progress_end()
+
+    def _failure_inputs(self) -> tuple:
+        step = next((s for s in self._plan if s.name == self._step), None)
+        return step_inputs(step) if step is not None else ()
 
     def on_tick(self, context) -> None:
         """Called on every timer tick while the worker runs."""
@@ -334,7 +339,8 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
             return self.start_worker(context, folder, step.name, list(step.argv))
         except FaceGraftError as exc:
             message = for_artist(str(exc), folder, _plan_or_empty(context))
-            run_state.fail(folder, self.step, message)
+            step = next((s for s in _plan_or_empty(context) if s.name == self.step), None)
+            run_state.fail(folder, self.step, message, step_inputs(step) if step else ())
             self.report({"ERROR"}, message)
             return {"CANCELLED"}
 

@@ -104,8 +104,18 @@ def scene_status(scene: bpy.types.Scene, step: Step) -> str | None:
     return None
 
 
+def step_inputs(step: Step) -> tuple:
+    """What a failure of ``step`` is remembered with: its command line and the versions of
+    the files it reads. When they change (the artist fixed the cause), "Failed" clears."""
+    return (step.argv, tuple(_mtime(path) for path in (*step.needs, *step.reads)))
+
+
 def step_status(scene: bpy.types.Scene, folder: Path, step: Step) -> str:
     run = run_state.get(folder, step.name)
+    if run is not None and run.status == FAILED and run.inputs and \
+            run.inputs != step_inputs(step):
+        run_state.clear(folder, step.name)
+        run = None
     if run is not None:
         return run.status
     try:

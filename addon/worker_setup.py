@@ -21,7 +21,7 @@ import bpy
 from ..common.atomic import write_bytes_atomic
 from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
-from ..common.worker_environment import worker_environ
+from ..common.worker_environment import check_failure, worker_environ
 from .preferences import ROOT_PACKAGE, get_preferences
 from .worker import installed_worker_folder, resolve_worker_python
 
@@ -143,7 +143,7 @@ class WorkerJobOperator:
     def _end(self, context, returncode: int):
         job, STATE.job = STATE.job, None
         if returncode != 0:
-            STATE.error = job.failure(returncode) if job else "stopped"
+            STATE.error = self.failure(job, returncode) if job else "stopped"
             self.report({"ERROR"}, f"{self.bl_label}: {STATE.error}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"{self.bl_label}: done")
@@ -156,6 +156,9 @@ class WorkerJobOperator:
 
     def on_output(self, context, event) -> None:
         """The job's "done" event or a line it printed."""
+
+    def failure(self, job: ChildProcess, returncode: int) -> str:
+        return job.failure(returncode)
 
 
 class FACEGRAFT_OT_install_worker(WorkerJobOperator, bpy.types.Operator):
@@ -227,6 +230,9 @@ class FACEGRAFT_OT_check_worker(WorkerJobOperator, bpy.types.Operator):
             return
         if isinstance(report, dict) and report.get("facegraft"):
             remember_check(self._python, report)
+
+    def failure(self, job: ChildProcess, returncode: int) -> str:
+        return check_failure(self._python, "\n".join(job.stderr_tail))
 
 
 class FACEGRAFT_OT_cancel_worker_job(bpy.types.Operator):

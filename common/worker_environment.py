@@ -167,16 +167,20 @@ def check_python(python: Path) -> dict:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FaceGraftError(f"{python}: cannot run ({exc})") from None
     if result.returncode != 0:
-        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("facegraft: error: ")]
-        if errors:
-            raise FaceGraftError(errors[-1].removeprefix("facegraft: error: "))
-        missing = re.search(r"No module named '([\w.]+)'", result.stderr)
-        if missing:  # it failed before the check could say so: the same words
-            raise FaceGraftError(f"{python}: has no {missing.group(1).split('.')[0]}; "
-                                 f"{INSTALL_ADVICE}")
-        cause = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FaceGraftError(f"{python}: not a FaceGraft worker ({cause})")
+        raise FaceGraftError(check_failure(python, result.stderr))
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_failure(python: Path, stderr: str) -> str:
+    """Why ``python -m facegraft worker-check`` failed, in one line."""
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("facegraft: error: ")]
+    if errors:
+        return errors[-1].removeprefix("facegraft: error: ")
+    missing = re.search(r"No module named '([\w.]+)'", stderr)
+    if missing:  # it failed before the check could say so: the same words
+        return f"{python}: has no {missing.group(1).split('.')[0]}; {INSTALL_ADVICE}"
+    cause = (stderr.strip().splitlines() or ["no output"])[-1]
+    return f"{python}: not a FaceGraft worker ({cause})"
 
 
 def code_path() -> Path:

@@ -8,6 +8,7 @@ raises in any of them."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import addon_utils
 # isort: on
 import pytest
 from facegraft.addon import panels, run_state, worker_setup
+from facegraft.addon.operators import plan_of
 from facegraft.addon.preferences import get_preferences
+from facegraft.addon.step_status import step_inputs
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.stage_table import SECTIONS
 
@@ -167,6 +170,35 @@ def test_fresh_scene_and_no_worker_show_the_setup_box(fresh):
     assert not errors_in(drawn)
 
 
+def test_a_python_without_torch_says_so_in_the_setup_box(fresh):
+    bare = fresh / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    get_preferences().worker_python = str(bare / "bin" / "python")
+    with pytest.raises(RuntimeError):  # an operator's error report raises in background
+        bpy.ops.facegraft.check_worker()
+    drawn = draw_everything()
+    assert "Set up FaceGraft's worker first" in texts(drawn)
+    assert any("has no " in t and "Install FaceGraft's worker" in t for t in texts(drawn))
+    assert not [item for item in drawn if item.name == "facegraft.run_step"]
+
+
+def test_pick_face_from_a_clip_marker(fresh, single_face, franck):
+    _check_worker()
+    _set_up_shot(single_face, franck, fresh / "shot")
+    clip = bpy.context.scene.active_clip
+    assert not bpy.ops.facegraft.pick_face.poll()  # no marker yet: greyed, saying why
+    track = clip.tracking.tracks.new(name="face", frame=1)
+    track.markers.find_frame(1).co = (0.5, 0.4)  # normalised, y up
+    clip.tracking.tracks.active = track
+    assert bpy.ops.facegraft.pick_face() == {"FINISHED"}
+    shot = bpy.context.scene.facegraft
+    assert shot.use_pick and tuple(shot.pick) == (320, 216)  # 640x360 plate, y down
+    folder, plan = plan_of(bpy.context)
+    track_plate = next(step for step in plan if step.name == "track plate")
+    assert track_plate.argv[track_plate.argv.index("--pick") + 1] == "320.0,216.0"
+    assert "Follows the face at 320, 216" in texts(draw_everything())
+
+
 def test_worker_ready_then_plate_loaded(fresh, single_face, franck):
     _check_worker()
     drawn = draw_everything()
@@ -215,6 +247,17 @@ def test_a_failed_stage_and_a_damaged_track(fresh, single_face, franck):
     assert status_of(drawn, "Track Plate") == "Damaged: run it again"
     assert button(drawn, "Track Plate").enabled  # the button that repairs it
     assert not errors_in(drawn)
+    # A failure remembered with its inputs clears when they change (the cause was fixed).
+    folder, plan = plan_of(bpy.context)
+    build = next(step for step in plan if step.name == "build plate")
+    run_state.fail(folder, "dataset plate", "Dataset: no guides",
+                   step_inputs(next(s for s in plan if s.name == "dataset plate")))
+    run_state.fail(folder, build.name, "Build Scene: no track", step_inputs(build))
+    assert status_of(draw_everything(), "Plate Dataset") == "Failed"
+    ShotLayout(shot).plate.track.write_bytes(b"again")  # Build Scene reads the track
+    drawn = draw_everything()
+    assert status_of(drawn, "Build Scene") != "Failed"
+    assert status_of(drawn, "Plate Dataset") == "Failed"  # its inputs did not change
 
 
 def test_after_run_all_every_row_is_done(fresh, fast_run, single_face, franck):
