@@ -38,6 +38,11 @@ def for_artist(message: str, folder: Path | None, plan: list[Step]) -> str:
     if folder is not None:
         text = text.replace(str(folder) + "/", "").replace(str(folder), "the shot folder")
     text = re.sub(r"(/[^\s:;,()']+)+/([^\s/:;,()']+)", r"\2", text)  # other paths: the name
+    return sentence(text)
+
+
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter (str.capitalize() would lower the rest)."""
     return text[:1].upper() + text[1:]
 
 

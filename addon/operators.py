@@ -24,7 +24,7 @@ from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
 from .composite import adopt_open_scene
 from .composite_scene import image_user, setup_composite
-from .messages import append_log, for_artist
+from .messages import append_log, for_artist, sentence
 from .preferences import get_preferences
 from .properties import absolute, shot_folder, shot_settings
 from .step_status import step_inputs
@@ -146,7 +146,7 @@ def _shot_ready(cls, context) -> bool:
         prefs = get_preferences(context)
         resolve_worker_python(prefs.worker_python if prefs else "")
     except FaceGraftError as exc:
-        cls.poll_message_set(str(exc).capitalize())
+        cls.poll_message_set(sentence(str(exc)))
         return False
     return True
 

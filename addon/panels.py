@@ -15,6 +15,7 @@ import bpy
 from ..common.errors import FaceGraftError
 from ..common.stage_table import SECTIONS, Step, blocked_by
 from . import run_state
+from .messages import sentence
 from .operators import plan_of
 from .step_status import DONE, FAILED, LABELS, RUNNING, step_status
 from .worker_setup import draw_worker, worker_ready
@@ -52,7 +53,7 @@ def draw_shot(layout, context) -> None:
     try:
         folder, plan = plan_of(context)
     except FaceGraftError as exc:
-        layout.label(text=str(exc).capitalize(), icon="INFO")
+        layout.label(text=sentence(str(exc)), icon="INFO")
         return
     running = run_state.running(folder)
     big = layout.row()

@@ -106,6 +106,14 @@ class WorkerJobOperator:
     _timer = None
     kind = ""
 
+    @classmethod
+    def no_job_running(cls) -> bool:
+        """poll(): one worker job at a time."""
+        if STATE.job is not None:
+            cls.poll_message_set("Wait for the worker job running now, or cancel it")
+            return False
+        return True
+
     def start_job(self, context, argv: list[str]):
         STATE.job, STATE.job_kind, STATE.progress, STATE.error = None, self.kind, 0.0, ""
         STATE.job = ChildProcess(argv, env=worker_environ()).start()
@@ -171,8 +179,7 @@ class FACEGRAFT_OT_install_worker(WorkerJobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if STATE.job is not None:
-            cls.poll_message_set("Wait for the worker job running now, or cancel it")
+        if not cls.no_job_running():
             return False
         if installed_worker_folder() is None:
             cls.poll_message_set("FaceGraft runs from a checkout here: its .venv is the worker")
@@ -209,10 +216,7 @@ class FACEGRAFT_OT_check_worker(WorkerJobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if STATE.job is not None:
-            cls.poll_message_set("Wait for the worker job running now, or cancel it")
-            return False
-        return True
+        return cls.no_job_running()
 
     def execute(self, context):
         try:

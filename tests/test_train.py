@@ -81,17 +81,22 @@ def test_training_writes_a_trustworthy_run(straight_run):
     assert config["config"]["guides"] == ["mesh", "texture", "eyes"]
 
 
+def _wait_for_checkpoint(run: Path, step: int, timeout: float) -> None:
+    """Until the model folder's checkpoint has reached ``step``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sidecar = run / SIDECAR
+        if sidecar.is_file() and json.loads(sidecar.read_text())["step"] >= step:
+            return
+        time.sleep(0.05)
+
+
 def test_resume_after_kill_continues_exactly(tiny_shot, straight_run, tmp_path):
     shot = sharing_footage(tiny_shot, tmp_path / "killed")
     run = ShotLayout(shot).model("tiny")
     proc = subprocess.Popen([sys.executable, "-m", "facegraft", *_train_args(shot)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        sidecar = run / SIDECAR
-        if sidecar.is_file() and json.loads(sidecar.read_text())["step"] >= 4:
-            break
-        time.sleep(0.05)
+    _wait_for_checkpoint(run, 4, 120)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = json.loads((run / SIDECAR).read_text())["step"]
@@ -307,12 +312,7 @@ def test_a_killed_rank_and_resume_continue_the_two_rank_run(two_rank_run, tiny_s
     run = ShotLayout(shot).model("tiny")
     proc = subprocess.Popen(_torchrun(shot), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        sidecar = run / SIDECAR
-        if sidecar.is_file() and json.loads(sidecar.read_text())["step"] >= 4:
-            break
-        time.sleep(0.05)
+    _wait_for_checkpoint(run, 4, 300)
     victim = _worker_of_rank(proc.pid, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)

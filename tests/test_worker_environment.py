@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from facegraft.common.worker_environment import (
     check_python,
     environment_python,
     requirements,
-    worker_environ,
 )
 
 REPO = Path(__file__).resolve().parent.parent
+BUILD_TOOL = next((Path(sysconfig.get_paths()["platlib"]) / "bpy").glob(
+    "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
 
 
 def _install(target: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -112,27 +114,36 @@ def test_check_worker_reports_versions_and_device():
 
 
 @pytest.mark.slow
-def test_install_from_a_wheel_folder_then_track(tmp_path, face_noface):
-    """The real thing, as a studio without internet does it: the wheels prepared (as
-    'make worker-wheels' does), the environment installed from them, checked, and a Track
-    run with it."""
+def test_install_worker_from_a_wheel_folder_in_blender_then_track(tmp_path, face_noface):
+    """The real thing, as an artist in a studio without internet does it: the wheels
+    prepared (as 'make worker-wheels' does), the extension installed into a throwaway
+    Blender user folder, Install Worker from the wheel folder, Check Worker, then Track
+    Plate run by that worker."""
     wheels = tmp_path / "wheels"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
                     "-q", "-r", str(REQUIREMENTS_FILE), "-d", str(wheels)], check=True)
-    downloaded = time.monotonic()
-    result = _install(tmp_path / "worker", "--wheels", str(wheels), env=_isolated_pip())
-    assert result.returncode == 0, result.stderr[-3000:]
-    installed = time.monotonic()
-    python = environment_python(tmp_path / "worker")
-    report = check_python(python)
-    assert report["torch"].startswith("2.13.0") and report["mediapipe"] == "1.2.3"
-    code = subprocess.run([str(python), "-c", "import sys; print(sys.prefix)"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(code) == tmp_path / "worker"
-    track = subprocess.run([str(python), "-m", "facegraft", "track", str(face_noface),
-                            "--shot", str(tmp_path / "shot"), "--progress", "none"],
-                           capture_output=True, text=True, env=worker_environ(), timeout=600)
-    assert track.returncode == 0, track.stderr
-    assert (tmp_path / "shot" / "plate" / "track.npz").is_file()
-    print(f"download {downloaded - started:.0f} s, install {installed - downloaded:.0f} s")
+    print(f"wheels downloaded in {time.monotonic() - started:.0f} s")
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
+                            "--output-dir", str(dist)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (zip_path,) = dist.glob("facegraft-*.zip")
+    user = tmp_path / "blender-user"
+    env = {**_isolated_pip(), "BLENDER_USER_RESOURCES": str(user)}
+    env.pop("FACEGRAFT_WORKER_PYTHON", None)
+    session = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "worker_install_session.py"), str(zip_path),
+         str(wheels), str(face_noface), str(tmp_path / "shot")],
+        capture_output=True, text=True, env=env, timeout=1800)
+    lines = [ln for ln in session.stdout.splitlines() if ln.startswith("FINDINGS ")]
+    assert session.returncode == 0 and lines, session.stdout[-3000:] + session.stderr[-3000:]
+    found = json.loads(lines[-1].removeprefix("FINDINGS "))
+    print({k: found[k] for k in ("install_s", "track_s")})
+    assert found["install"] == ["FINISHED"] and found["check"] == ["FINISHED"]
+    assert Path(found["installed_in"]).is_relative_to(user)
+    assert Path(found["worker_python"]).is_relative_to(Path(found["installed_in"]))
+    for report in (found["install_report"], found["check_report"]):
+        assert report["torch"].startswith("2.13.0") and report["mediapipe"] == "1.2.3"
+        assert Path(report["facegraft_code"]).is_relative_to(user)  # the extension's code
+    assert found["ready"] and found["track"] == ["FINISHED"] and found["track_file"]
