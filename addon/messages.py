@@ -20,10 +20,13 @@ _COMMAND = re.compile(r"(?:run )?'facegraft ([a-z-]+)[^']*'")
 _RUN_AGAIN = re.compile(r"\brun ([A-Za-z][A-Za-z -]*?) (again|first)\b")
 
 
-def _label(stage_or_label: str, plan: list[Step]) -> str:
-    """The button that runs a stage (the stage's label when several rows run it)."""
+def _label(stage_or_label: str, plan: list[Step], message: str) -> str:
+    """The button that runs a stage: when one runs it for each footage, the one of the
+    footage the message's file belongs to."""
     name = stage_or_label.strip().lower()
-    rows = [step for step in plan if step.stage == name or step.label.lower() == name]
+    rows = [step for step in plan if name in (step.stage, step.label.lower())]
+    if len(rows) > 1:
+        rows = [step for step in rows if f"/{step.name.split()[-1]}/" in message] or rows
     if len(rows) == 1:
         return rows[0].label
     stage = STAGES_BY_NAME.get(name)
@@ -33,8 +36,9 @@ def _label(stage_or_label: str, plan: list[Step]) -> str:
 def for_artist(message: str, folder: Path | None, plan: list[Step]) -> str:
     """``message`` with the buttons to click instead of commands, and the shot's files
     named from the shot folder instead of the disk's root."""
-    text = _COMMAND.sub(lambda m: f"click {_label(m.group(1), plan)}", message)
-    text = _RUN_AGAIN.sub(lambda m: f"click {_label(m.group(1), plan)} {m.group(2)}", text)
+    text = _COMMAND.sub(lambda m: f"click {_label(m.group(1), plan, message)}", message)
+    text = _RUN_AGAIN.sub(
+        lambda m: f"click {_label(m.group(1), plan, message)} {m.group(2)}", text)
     if folder is not None:
         text = text.replace(str(folder) + "/", "").replace(str(folder), "the shot folder")
     text = re.sub(r"(/[^\s:;,()']+)+/([^\s/:;,()']+)", r"\2", text)  # other paths: the name

@@ -19,11 +19,12 @@ import addon_utils
 # isort: on
 import pytest
 from facegraft.addon import panels, run_state, worker_setup
+from facegraft.addon.messages import for_artist
 from facegraft.addon.operators import plan_of
 from facegraft.addon.preferences import get_preferences
 from facegraft.addon.step_status import step_inputs
 from facegraft.common.shot_layout import ShotLayout
-from facegraft.common.stage_table import SECTIONS
+from facegraft.common.stage_table import SECTIONS, ShotSettings, shot_plan
 
 
 @dataclass
@@ -280,6 +281,26 @@ def test_after_run_all_every_row_is_done(fresh, fast_run, single_face, franck):
     assert set(statuses.values()) == {"Done"}, statuses
     assert "Every step is done: the final frames are in the shot folder" in texts(drawn)
     assert button(drawn, "Open Log").enabled
+
+
+def test_worker_errors_name_buttons_and_shot_files(tmp_path):
+    """The worker's one-line errors, as the panel words them."""
+    shot = tmp_path / "shot"
+    plan = shot_plan(shot, ShotSettings(tmp_path / "plate.mp4", tmp_path / "source.mp4"))
+    cases = {
+        f"{shot}/plate/track.npz: no track file (run Track first)":
+            "Plate/track.npz: no track file (click Track Plate first)",
+        f"{shot}/source/guides_128: no readable guides output (run guides again)":
+            "Source/guides_128: no readable guides output (click Source Guides again)",
+        f"{shot}/model_cpu/checkpoint.json: no checkpoint (run Train first)":
+            "Model_cpu/checkpoint.json: no checkpoint (click Train first)",
+        "/home/me/footage/plate.mov: not a video FFmpeg can decode":
+            "Plate.mov: not a video FFmpeg can decode",
+        f"{tmp_path}/x/sample.mp4: sample not fetched yet; run 'facegraft samples'":
+            "Sample.mp4: sample not fetched yet; click Fetch Samples",
+    }
+    for message, shown in cases.items():
+        assert for_artist(message, shot, plan) == shown
 
 
 def test_a_file_saved_mid_run_reopens_clean(fresh, single_face, franck):
