@@ -53,6 +53,7 @@ def facegraft(*args, check: bool = True) -> subprocess.CompletedProcess:
 def occluded_plate(out: Path) -> tuple[Path, Path]:
     """face_noface.mov frames 0-71 with occluders moving in front of the face in 60 % of
     the frames; the occluders' masks as truth (truth.npz, (N, H, W) uint8)."""
+    out = out if out.name == "footage" else out / "footage"  # never inside a shot's folder
     video, truth_path = out / "occluded_plate.mp4", out / "occluded_truth.npz"
     if video.is_file() and truth_path.is_file():
         return video, truth_path
