@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -100,6 +101,21 @@ def use_as_source(track: Path, shot: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(track, target)
     return target
+
+
+# Blender's extension build tool ships inside the bpy wheel, in its version's folder.
+BUILD_TOOL = next((Path(sysconfig.get_paths()["platlib"]) / "bpy").glob(
+    "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+
+
+def build_extension(dist: Path) -> Path:
+    """The extension zip, built by Blender's own tool into ``dist``, as 'make extension'."""
+    dist.mkdir(parents=True, exist_ok=True)
+    built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
+                            "--output-dir", str(dist)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (zip_path,) = dist.glob("facegraft-*.zip")
+    return zip_path
 
 
 @dataclass

@@ -5,22 +5,13 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-# Blender's extension build tool ships inside the bpy wheel, in its version's folder.
-BUILD_TOOL = next((Path(sysconfig.get_paths()["platlib"]) / "bpy").glob(
-    "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+from conftest import REPO, build_extension
 
 
 def test_extension_installs_registers_and_runs(tmp_path, single_face, carphone):
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
-                            "--output-dir", str(dist)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (zip_path,) = dist.glob("facegraft-*.zip")
+    zip_path = build_extension(tmp_path / "dist")
 
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     shot = tmp_path / "shot"

@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, build_extension
 from facegraft.common.errors import FaceGraftError
 from facegraft.common.worker_environment import (
     REQUIREMENTS_FILE,
@@ -22,10 +22,6 @@ from facegraft.common.worker_environment import (
     environment_python,
     requirements,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-BUILD_TOOL = next((Path(sysconfig.get_paths()["platlib"]) / "bpy").glob(
-    "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
 
 
 def _install(target: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -123,12 +119,7 @@ def test_install_worker_from_a_wheel_folder_in_blender_then_track(tmp_path, face
     subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
                     "-q", "-r", str(REQUIREMENTS_FILE), "-d", str(wheels)], check=True)
     print(f"wheels downloaded in {time.monotonic() - started:.0f} s")
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    built = subprocess.run([sys.executable, str(BUILD_TOOL), "build", "--source-dir", str(REPO),
-                            "--output-dir", str(dist)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (zip_path,) = dist.glob("facegraft-*.zip")
+    zip_path = build_extension(tmp_path / "dist")
     user = tmp_path / "blender-user"
     env = {**_isolated_pip(), "BLENDER_USER_RESOURCES": str(user)}
     env.pop("FACEGRAFT_WORKER_PYTHON", None)
