@@ -82,35 +82,19 @@ def occluder_mask(rng: np.random.Generator, size: int, kind: str | None = None) 
 
 def occluder_texture(rng: np.random.Generator, size: int, donor: np.ndarray | None
                      ) -> np.ndarray:
-    """What the occluder looks like (size, size, 3) uint8: a patch of ``donor`` (a crop of
-    another frame or the other person) seen from near or far, sharp or out of focus (a
-    hand close to the lens is a smooth, skin-coloured blur), or a shaded flat colour."""
+    """What the occluder looks like (size, size, 3) uint8: a shifted patch of ``donor`` (a
+    crop of another frame or the other person), or a shaded flat colour."""
     choice = rng.uniform()
     if choice < 0.6 and donor is not None:
-        return _donor_patch(rng, size, donor)
+        shift = rng.integers(-size // 2, size // 2 + 1, 2)
+        patch = np.roll(donor, tuple(shift), axis=(0, 1))
+        return patch if rng.uniform() < 0.5 else patch[:, ::-1]
     colour = rng.uniform(0, 255, 3)
     ramp = np.linspace(rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0), size)[:, None, None]
     texture = colour * ramp
     if choice > 0.85:
         texture = texture + rng.normal(0, 20, (size, size, 3))
     return np.clip(texture, 0, 255).astype(np.uint8)
-
-
-def _donor_patch(rng: np.random.Generator, size: int, donor: np.ndarray) -> np.ndarray:
-    """A window of the donor, 1 to 4 times closer than the crop (log-uniform), flipped or
-    not, with a random focus blur and gain."""
-    zoom = float(np.exp(rng.uniform(0, np.log(4))))
-    window = max(8, int(size / zoom))
-    x, y = rng.integers(0, size - window + 1, 2)
-    patch = cv2.resize(np.ascontiguousarray(donor[y:y + window, x:x + window]), (size, size),
-                       interpolation=cv2.INTER_LINEAR)
-    if rng.uniform() < 0.5:
-        patch = patch[:, ::-1]
-    sigma = rng.uniform(0, 2.5)
-    if sigma > 0.3:
-        patch = cv2.GaussianBlur(np.ascontiguousarray(patch), (0, 0), sigma)
-    gain = rng.uniform(0.7, 1.3, 3)
-    return np.clip(patch * gain, 0, 255).astype(np.uint8)
 
 
 def paste_occluders(images: np.ndarray, face: np.ndarray, rngs: list[np.random.Generator],
