@@ -25,7 +25,9 @@ SHADING_ITEMS = [("render", "CG Render", "the broad light of the source's textur
 assert [item[0] for item in SHADING_ITEMS] == list(SHADING_MODES)
 
 
-RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}  # '//' paths: relative to the .blend
+# '//' paths: relative to the .blend. 4.5 and later ask for it (and warn without it);
+# 4.2 has no such option and refuses to register a property that names it.
+RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
 
 
 def _profile_changed(self, context) -> None:
