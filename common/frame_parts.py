@@ -23,8 +23,22 @@ import numpy as np
 from .errors import FaceGraftError
 from .shot_layout import part_folder, parts_folder
 from .stage_folders import partial_folder, replace_folder
+from .stage_table import Part
 
 PART_FORMAT = "facegraft.part"
+
+
+def resolve_chunk(chunk: tuple[int, int] | Part, start: int, count: int,
+                  where: Path) -> tuple[int, int]:
+    """A chunk as scene frames: part K of N becomes its share of the footage's ``count``
+    frames from ``start`` (about equal; together the N parts hold every frame once)."""
+    if not isinstance(chunk, Part):
+        return chunk
+    first, end = count * (chunk.index - 1) // chunk.count, count * chunk.index // chunk.count
+    if end <= first:
+        raise FaceGraftError(f"{where}: part {chunk.index}/{chunk.count} of {count} frames is "
+                             f"empty; use fewer parts")
+    return start + first + 1, start + end
 
 
 def chunk_rows(chunk: tuple[int, int], start: int, count: int, where: Path) -> tuple[int, int]:

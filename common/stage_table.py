@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from .merge_file import COLOR_MODES, MOUTH_MODES, SHADING_MODES
 from .profiles import GUIDE_NAMES, PROFILE_NAMES, PROFILES
@@ -112,6 +113,30 @@ def scene_frames(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected FIRST:LAST scene frames with FIRST <= LAST,"
                                          f" got {text!r}")
     return a, b
+
+
+class Part(NamedTuple):
+    """Part ``index`` of ``count`` equal parts of a footage's frames (a farm task that does
+    not know the footage's length; the stage resolves it to frames)."""
+
+    index: int
+    count: int
+
+
+def chunk_spec(text: str) -> tuple[int, int] | Part:
+    """A farm chunk: scene frames ``FIRST-LAST`` (or ``FIRST:LAST``, or one frame), or
+    ``K/N``, part K of N equal parts of the footage."""
+    if "/" not in text:
+        return scene_frames(text)
+    index, _, count = text.partition("/")
+    try:
+        part = Part(int(index), int(count))
+    except ValueError:
+        part = Part(0, 0)
+    if not 1 <= part.index <= part.count:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST scene frames or a part K/N with "
+                                         f"1 <= K <= N, got {text!r}")
+    return part
 
 
 def guide_sets(text: str) -> tuple[str, ...]:
@@ -214,8 +239,9 @@ SHADING = Option(("--shading",), "the face's broad shading from the CG render of
                  choices=SHADING_MODES, default="render")
 DETAIL = Option(("--detail",), "how much of the source texture's fine detail to add at the "
                 "plate's resolution (0 to 4)", type=detail_gain, default=1.0)
-CHUNK = Option(("--chunk",), "only these scene frames, FIRST-LAST (a farm task; the run "
-               "without --chunk joins the chunks)", type=scene_frames, metavar="FIRST-LAST")
+CHUNK = Option(("--chunk",), "only these scene frames, FIRST-LAST, or part K/N of the "
+               "footage (a farm task; the run without --chunk joins the chunks)",
+               type=chunk_spec, metavar="FIRST-LAST|K/N")
 PLATE_FRAMES = Option(("--plate-frames",), "plate frames to use (default: all)",
                       type=frame_range, metavar="FIRST:END")
 

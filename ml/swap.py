@@ -22,6 +22,7 @@ from ..common.frame_parts import (
     part_folder,
     part_is_done,
     remove_parts,
+    resolve_chunk,
     write_part_meta,
 )
 from ..common.guides_file import load_guides
@@ -80,6 +81,9 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
     data_folder = layout.plate.dataset(size)
     key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
+    if chunk is not None:  # as scene frames, before a part is looked up by it
+        meta = read_meta(data_folder, DATASET_FORMAT, DATASET_VERSION, "dataset")
+        chunk = resolve_chunk(chunk, meta["start"], meta["frame_count"], layout.plate.track)
     if not force and key and (is_up_to_date(folder, key, swap_is_complete) or (
             chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)

@@ -40,6 +40,7 @@ from ..common.frame_parts import (
     part_folder,
     part_is_done,
     remove_parts,
+    resolve_chunk,
     write_part_meta,
 )
 from ..common.head_pose import (
@@ -446,6 +447,8 @@ def track_video(
         raise FaceGraftError(
             f"{video}: frame range ends at {end} but the video has {info.frame_count} frames"
         )
+    if chunk is not None:
+        chunk = resolve_chunk(chunk, start, end - start, video)
     rows = (0, end - start) if chunk is None else chunk_rows(chunk, start, end - start, video)
     num_faces = num_faces or (PICK_DEFAULT_FACES if pick else 1)
     with new_folders(target.parent):

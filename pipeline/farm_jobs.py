@@ -5,9 +5,10 @@ JavaScript job compiler Flamenco loads from its ``scripts/`` folder).
 Each step of ``facegraft run``'s plan is one task running ``blender -b -c facegraft
 <stage> ...`` (the command that runs worker stages in the node's worker Python and Blender
 stages in that Blender). The plate's tracking, guides, dataset, swap and merge are one task
-per chunk of frames (``--chunk``) then one joining task (the same command without a
-chunk); Composite is a set-up task then one task per chunk of frames. Train asks for a GPU
-worker. ``facegraft farm-jobs FOLDER`` writes both files; the copies
+per chunk of frames (``--chunk``), the source's tracking, guides and dataset one task per
+part (``--chunk K/N``, ``SourceParts`` equal parts), each then one joining task (the same
+command without a chunk). Composite is a set-up task then one task per chunk of frames.
+Train asks for a GPU worker. ``facegraft farm-jobs FOLDER`` writes both files; the copies
 in the repository's ``farm/`` folder are these, and a test keeps them so.
 """
 
@@ -51,12 +52,17 @@ SETTINGS = {
                                       "it gets there before its time"}),
     "frames": ("{frames}", {"type": "STRING", "description": "the shot's scene frames, "
                             "FIRST-LAST (the built scene's range: plate frames + 1)"}),
+    "source_parts": ("{source_parts}", {"type": "INT", "default": 4, "minValue": 1,
+                                        "description": "tasks the source's tracking, guides "
+                                        "and dataset each split into (equal parts of its "
+                                        "frames)"}),
     "chunk_size": ("{chunk_size}", {"type": "INT", "default": 100, "minValue": 1,
                                     "description": "frames per task of the plate's chunked "
                                     "steps (tracking, guides, dataset, swap, merge, "
                                     "composite)"}),
 }
 CHUNK = "{chunk}"  # a chunked task's frames, FIRST-LAST
+PART = "{part}/" + "{source_parts}"  # a source task's part of its footage, K/N
 # The stages whose plate work splits by frames (with --chunk; composite with --frames).
 CHUNKED_STAGES = ("track", "guides", "dataset", "swap", "merge")
 
@@ -70,7 +76,8 @@ class FarmStep:
     args: tuple[str, ...]
     after: tuple[str, ...]
     gpu: bool = False
-    chunked: bool = False
+    chunked: bool = False  # one task per chunk of the shot's Frames
+    parts: bool = False  # one task per part of the source's frames (SourceParts of them)
 
 
 def _task_name(step_name: str) -> str:
@@ -97,13 +104,16 @@ def farm_steps() -> list[FarmStep]:
             steps.append(FarmStep("composite", (*args, "--frames", CHUNK, "--progress",
                                                 "json"), ("composite-setup",), chunked=True))
             continue
-        if step.stage in CHUNKED_STAGES and "source" not in args:
-            # The plate's frames in chunks, then the same command without a chunk joins
-            # them (tracking: selects the face and filters the whole shot).
-            steps.append(FarmStep(f"{name}-chunks", (*args, "--chunk", CHUNK,
-                                                     *_progress(step.stage)), after,
-                                  chunked=True))
-            after = (f"{name}-chunks",)
+        if step.stage in CHUNKED_STAGES:
+            # The plate's frames in chunks of the shot's frames, the source's in equal
+            # parts (the job does not know its length); then the same command without a
+            # chunk joins them (tracking: selects the face and filters the whole shot).
+            source = "source" in args
+            steps.append(FarmStep(f"{name}-{'parts' if source else 'chunks'}",
+                                  (*args, "--chunk", PART if source else CHUNK,
+                                   *_progress(step.stage)), after,
+                                  chunked=not source, parts=source))
+            after = (steps[-1].name,)
         steps.append(FarmStep(name, (*args, *_progress(step.stage)), after,
                               gpu=step.stage == "train"))
     return steps
@@ -140,7 +150,8 @@ def _openjd_args(args: tuple[str, ...]) -> list[str]:
     for arg in args:
         for name, (value, _) in SETTINGS.items():
             arg = arg.replace(value, "{{Param." + _openjd_name(name) + "}}")
-        out.append(arg.replace(CHUNK, "{{Task.Param.Frame}}"))
+        out.append(arg.replace(CHUNK, "{{Task.Param.Frame}}")
+                   .replace("{part}", "{{Task.Param.Part}}"))
     return out
 
 
@@ -153,6 +164,9 @@ def _openjd_step(step: FarmStep) -> dict:
             "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
             "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}",
                        "rangeConstraint": "CONTIGUOUS"}}]}
+    if step.parts:
+        out["parameterSpace"] = {"taskParameterDefinitions": [{
+            "name": "Part", "type": "INT", "range": "1-{{Param.SourceParts}}"}]}
     if step.after:
         out["dependencies"] = [{"dependsOn": name} for name in step.after]
     if step.gpu:
@@ -179,7 +193,7 @@ def openjd_template() -> dict:
 def flamenco_job_type() -> str:
     """The job compiler: the hand-written script with the plan's steps filled in."""
     steps = [{"name": s.name, "args": list(s.args), "after": list(s.after),
-              "worker": "gpu" if s.gpu else "cpu", "chunked": s.chunked}
+              "worker": "gpu" if s.gpu else "cpu", "chunked": s.chunked, "parts": s.parts}
              for s in farm_steps()]
     script = _FLAMENCO_TEMPLATE.read_text()
     return (script.replace("/*@STEPS@*/[]", json.dumps(steps, indent=1))

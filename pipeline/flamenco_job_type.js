@@ -41,6 +41,8 @@ const JOB_TYPE = {
         { key: "frames", type: "string", required: true,
           eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
           description: "The shot's scene frames, FIRST-LAST" },
+        { key: "source_parts", type: "int32", default: 4, visible: "submission",
+          description: "Tasks the source's tracking, guides and dataset each split into" },
         { key: "chunk_size", type: "int32", default: 100,
           description: "Frames per task of the plate's chunked steps" },
     ],
@@ -53,6 +55,9 @@ function compileJob(job) {
         const tasks = step.chunked
             ? frameChunker(settings.frames, settings.chunk_size).map(
                 (chunk) => facegraftTask(`${step.name}-${chunk}`, step, settings, chunk))
+            : step.parts
+            ? Array.from({ length: settings.source_parts }, (_, i) => i + 1).map(
+                (part) => facegraftTask(`${step.name}-${part}`, step, settings, "", part))
             : [facegraftTask(step.name, step, settings, "")];
         for (const task of tasks) {
             for (const name of step.after) {
@@ -66,10 +71,10 @@ function compileJob(job) {
     }
 }
 
-function facegraftTask(name, step, settings, chunk) {
+function facegraftTask(name, step, settings, chunk, part) {
     const task = author.Task(name, step.worker === "gpu" ? "facegraft-gpu" : "blender");
     const args = step.args.map((arg) => arg.replace(/\{(\w+)\}/g, (whole, key) =>
-        key === "chunk" ? chunk : String(settings[key])));
+        key === "chunk" ? chunk : key === "part" ? String(part) : String(settings[key])));
     task.addCommand(author.Command("exec", {
         exe: settings.blender,
         args: ["-b", "-c", "facegraft"].concat(args),

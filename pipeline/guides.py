@@ -32,6 +32,7 @@ from ..common.frame_parts import (
     part_folder,
     part_is_done,
     remove_parts,
+    resolve_chunk,
 )
 from ..common.guides_file import (
     GUIDE_FILES,
@@ -68,6 +69,8 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
                               ).hexdigest() for v in variants}
     folder = footage.guides(size)
     n, start = track.frame_count, int(track.meta["start"])
+    if chunk is not None:
+        chunk = resolve_chunk(chunk, start, n, footage.track)
     rows = (0, n) if chunk is None else chunk_rows(chunk, start, n, footage.track)
     if not force and (all(is_up_to_date(footage.guides(size, v), keys[v], guides_are_complete)
                           for v in variants) or (chunk is not None and part_is_done(

@@ -30,6 +30,7 @@ from ..common.frame_parts import (
     part_folder,
     part_is_done,
     remove_parts,
+    resolve_chunk,
     write_part_meta,
 )
 from ..common.guides_file import REGION_LABELS, Guides, load_guides
@@ -234,6 +235,8 @@ def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOpt
         _corrections_key(inputs.corrections), MERGE_VERSION, revision("merge")]).encode()
     ).hexdigest()
     n = len(inputs.swapped["present"])
+    if chunk is not None:
+        chunk = resolve_chunk(chunk, inputs.first_scene_frame - 1, n, layout.plate.track)
     span = (0, n) if chunk is None else chunk_rows(chunk, inputs.first_scene_frame - 1, n,
                                                    layout.plate.track)
     if not force and (is_up_to_date(folder, key, merge_is_complete) or (

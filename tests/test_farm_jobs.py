@@ -8,6 +8,7 @@ dispatch; Blender stages run in the bpy module)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -20,9 +21,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FAST_RUN_ARGS, REPO
+from facegraft.common.errors import FaceGraftError
+from facegraft.common.frame_parts import resolve_chunk
 from facegraft.common.profiles import get_profile
 from facegraft.common.shot_layout import ShotLayout
-from facegraft.common.stage_table import build_parser
+from facegraft.common.stage_table import build_parser, chunk_spec
 from facegraft.pipeline.farm_jobs import (
     FLAMENCO_FILE,
     OPENJD_FILE,
@@ -83,8 +86,9 @@ def test_openjd_template_runs_the_shot(fast_run, franck, single_face, blender_st
         argv += ["-p", f"{key}={value}"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    # Every step ran, the composite in its three chunks (7 + 7 + 6 frames).
-    for name in ("track-plate", "train", "composite-setup", "deliver"):
+    # Every step ran, the plate's in three chunks (7 + 7 + 6 frames), the source's in its
+    # four parts (of 60 frames).
+    for name in ("track-plate", "track-source-parts", "train", "composite-setup", "deliver"):
         assert f"{name}" in result.stdout
     theirs, ours = _frames(shot), _frames(fast_run.out)
     assert list(theirs) == list(ours) and len(ours) == 20
@@ -106,7 +110,7 @@ def _compile_flamenco(settings: dict, tmp_path: Path) -> dict:
 def test_flamenco_job_compiles_every_frame_once_in_order(tmp_path):
     settings = {"shot": "/farm/shots/sh010", "plate": "/farm/plates/sh010.mov",
                 "source": "/farm/source/actor.mp4", "profile": "gpu", "train_minutes": 20,
-                "frames": "1-250", "chunk_size": 40}
+                "frames": "1-250", "chunk_size": 40, "source_parts": 3}
     compiled = _compile_flamenco(settings, tmp_path)
     tasks = compiled["tasks"]
     names = [task["name"] for task in tasks]
@@ -133,6 +137,15 @@ def test_flamenco_job_compiles_every_frame_once_in_order(tmp_path):
         assert joined, f"nothing waits for every chunk of {step.name}"
     evaluate = tasks[names.index("eval")]
     assert any(name.startswith("composite-1-") for name in evaluate["dependencies"])
+    parted = [step for step in farm_steps() if step.parts]
+    assert {step.name for step in parted} == {"track-source-parts", "guides-source-parts",
+                                              "dataset-source-parts"}
+    for step in parted:  # the source's frames in 3 equal parts, then the join
+        parts = [task for task in tasks if task["name"].startswith(step.name + "-")]
+        chunks = [task["commands"][0]["parameters"]["args"] for task in parts]
+        assert [args[args.index("--chunk") + 1] for args in chunks] == ["1/3", "2/3", "3/3"]
+        join = tasks[names.index(step.name.removesuffix("-parts"))]
+        assert set(join["dependencies"]) == {task["name"] for task in parts}
     parser = build_parser(prog="blender -b -c facegraft")
     for task in tasks:  # real command lines: the stage table's parser takes each one
         command, = task["commands"]
@@ -179,6 +192,22 @@ def test_flamenco_commands_run_for_real(fast_run, franck, single_face, blender_s
 # The plate's steps a farm splits into chunks, and those between them that they need.
 CHUNKED_PLATE_STEPS = ("track-plate", "build-plate", "transfer", "guides-plate",
                        "dataset-plate", "texture-plate", "swap", "merge")
+
+
+def test_parts_of_a_footage_cover_every_frame_once():
+    """--chunk K/N: N parts of a footage's frames, about equal, every frame in exactly one,
+    as the scene frames its part folder is named by."""
+    for count, parts in ((60, 4), (61, 3), (4800, 7), (5, 5)):
+        frames = []
+        for index in range(1, parts + 1):
+            first, last = resolve_chunk(chunk_spec(f"{index}/{parts}"), 100, count, Path("x"))
+            frames += range(first, last + 1)
+        assert frames == list(range(101, 101 + count))
+    with pytest.raises(FaceGraftError, match="part 1/6 of 2 frames is empty"):
+        resolve_chunk(chunk_spec("1/6"), 0, 2, Path("x"))
+    for bad in ("0/3", "4/3", "a/b", "1/0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            chunk_spec(bad)
 
 
 def _step_of(task_name: str) -> str:

@@ -29,7 +29,8 @@ const STEPS = [
   ],
   "after": [],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "track-plate",
@@ -51,7 +52,31 @@ const STEPS = [
    "track-plate-chunks"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
+ },
+ {
+  "name": "track-source-parts",
+  "args": [
+   "track",
+   "{source}",
+   "--shot",
+   "{shot}",
+   "--role",
+   "source",
+   "--start",
+   "{source_start}",
+   "--end",
+   "{source_end}",
+   "--chunk",
+   "{part}/{source_parts}",
+   "--progress",
+   "json"
+  ],
+  "after": [],
+  "worker": "cpu",
+  "chunked": false,
+  "parts": true
  },
  {
   "name": "track-source",
@@ -69,9 +94,12 @@ const STEPS = [
    "--progress",
    "json"
   ],
-  "after": [],
+  "after": [
+   "track-source-parts"
+  ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "build-plate",
@@ -86,7 +114,8 @@ const STEPS = [
    "track-plate"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "transfer",
@@ -100,7 +129,8 @@ const STEPS = [
    "track-source"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "build-source",
@@ -115,7 +145,30 @@ const STEPS = [
    "track-source"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
+ },
+ {
+  "name": "guides-source-parts",
+  "args": [
+   "guides",
+   "--shot",
+   "{shot}",
+   "--role",
+   "source",
+   "--size",
+   "{profile}",
+   "--chunk",
+   "{part}/{source_parts}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "build-source"
+  ],
+  "worker": "cpu",
+  "chunked": false,
+  "parts": true
  },
  {
   "name": "guides-source",
@@ -131,10 +184,33 @@ const STEPS = [
    "json"
   ],
   "after": [
-   "build-source"
+   "guides-source-parts"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
+ },
+ {
+  "name": "dataset-source-parts",
+  "args": [
+   "dataset",
+   "--shot",
+   "{shot}",
+   "--role",
+   "source",
+   "--size",
+   "{profile}",
+   "--chunk",
+   "{part}/{source_parts}",
+   "--progress",
+   "json"
+  ],
+  "after": [
+   "guides-source"
+  ],
+  "worker": "cpu",
+  "chunked": false,
+  "parts": true
  },
  {
   "name": "dataset-source",
@@ -150,10 +226,11 @@ const STEPS = [
    "json"
   ],
   "after": [
-   "guides-source"
+   "dataset-source-parts"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "texture-source",
@@ -173,7 +250,8 @@ const STEPS = [
    "track-source"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "guides-plate-chunks",
@@ -195,7 +273,8 @@ const STEPS = [
    "transfer"
   ],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "guides-plate",
@@ -214,7 +293,8 @@ const STEPS = [
    "guides-plate-chunks"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "dataset-plate-chunks",
@@ -235,7 +315,8 @@ const STEPS = [
    "guides-plate"
   ],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "dataset-plate",
@@ -254,7 +335,8 @@ const STEPS = [
    "dataset-plate-chunks"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "texture-plate",
@@ -274,7 +356,8 @@ const STEPS = [
    "track-plate"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "train",
@@ -301,7 +384,8 @@ const STEPS = [
    "texture-source"
   ],
   "worker": "gpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "swap-chunks",
@@ -324,7 +408,8 @@ const STEPS = [
    "train"
   ],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "swap",
@@ -341,7 +426,8 @@ const STEPS = [
    "swap-chunks"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "merge-chunks",
@@ -364,7 +450,8 @@ const STEPS = [
    "swap"
   ],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "merge",
@@ -385,7 +472,8 @@ const STEPS = [
    "merge-chunks"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "composite-setup",
@@ -403,7 +491,8 @@ const STEPS = [
    "transfer"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "composite",
@@ -422,7 +511,8 @@ const STEPS = [
    "composite-setup"
   ],
   "worker": "cpu",
-  "chunked": true
+  "chunked": true,
+  "parts": false
  },
  {
   "name": "eval",
@@ -438,7 +528,8 @@ const STEPS = [
    "dataset-source"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  },
  {
   "name": "deliver",
@@ -455,7 +546,8 @@ const STEPS = [
    "merge"
   ],
   "worker": "cpu",
-  "chunked": false
+  "chunked": false,
+  "parts": false
  }
 ];
 
@@ -490,6 +582,8 @@ const JOB_TYPE = {
         { key: "frames", type: "string", required: true,
           eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
           description: "The shot's scene frames, FIRST-LAST" },
+        { key: "source_parts", type: "int32", default: 4, visible: "submission",
+          description: "Tasks the source's tracking, guides and dataset each split into" },
         { key: "chunk_size", type: "int32", default: 100,
           description: "Frames per task of the plate's chunked steps" },
     ],
@@ -502,6 +596,9 @@ function compileJob(job) {
         const tasks = step.chunked
             ? frameChunker(settings.frames, settings.chunk_size).map(
                 (chunk) => facegraftTask(`${step.name}-${chunk}`, step, settings, chunk))
+            : step.parts
+            ? Array.from({ length: settings.source_parts }, (_, i) => i + 1).map(
+                (part) => facegraftTask(`${step.name}-${part}`, step, settings, "", part))
             : [facegraftTask(step.name, step, settings, "")];
         for (const task of tasks) {
             for (const name of step.after) {
@@ -515,10 +612,10 @@ function compileJob(job) {
     }
 }
 
-function facegraftTask(name, step, settings, chunk) {
+function facegraftTask(name, step, settings, chunk, part) {
     const task = author.Task(name, step.worker === "gpu" ? "facegraft-gpu" : "blender");
     const args = step.args.map((arg) => arg.replace(/\{(\w+)\}/g, (whole, key) =>
-        key === "chunk" ? chunk : String(settings[key])));
+        key === "chunk" ? chunk : key === "part" ? String(part) : String(settings[key])));
     task.addCommand(author.Command("exec", {
         exe: settings.blender,
         args: ["-b", "-c", "facegraft"].concat(args),
