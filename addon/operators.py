@@ -18,7 +18,7 @@ import bpy
 from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
 from ..common.shot_layout import ShotLayout
-from ..common.stage_table import Step, blocked_by, run_command, shot_plan
+from ..common.stage_table import ShotSettings, Step, blocked_by, run_command, shot_plan
 from . import run_state
 from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
@@ -142,7 +142,7 @@ def _nothing_running(cls, context) -> bool:
 def _shot_ready(cls, context) -> bool:
     """poll(): the shot is set up and a worker is found, else say which is missing."""
     try:
-        plan_of(context)
+        shot_of(context)  # poll runs on every redraw: no plan built here
         prefs = get_preferences(context)
         resolve_worker_python(prefs.worker_python if prefs else "")
     except FaceGraftError as exc:
@@ -151,11 +151,17 @@ def _shot_ready(cls, context) -> bool:
     return True
 
 
-def plan_of(context) -> tuple[Path, list[Step]]:
-    """The open scene's shot folder and the steps of its shot."""
+def shot_of(context) -> tuple[Path, ShotSettings]:
+    """The open scene's shot folder and settings, or why there is no shot yet."""
     settings, folder = shot_settings(context.scene), shot_folder(context.scene)
     if settings is None or folder is None:
         raise FaceGraftError("set the plate, the source and the shot folder first")
+    return folder, settings
+
+
+def plan_of(context) -> tuple[Path, list[Step]]:
+    """The open scene's shot folder and the steps of its shot."""
+    folder, settings = shot_of(context)
     return folder, shot_plan(folder, settings)
 
 
@@ -325,10 +331,9 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
         folder = None
         try:
             folder, step = find_step(context, self.step)
-            waits_for = blocked_by(plan_of(context)[1], step.name, run_state.running(folder))
-            if waits_for:  # not a failure of this step: nothing is recorded
-                self.report({"ERROR"}, f"{step.label} waits for "
-                                       f"{_labels(context, waits_for)}, which is running")
+            waiting = waits_for(plan_of(context)[1], step.name, run_state.running(folder))
+            if waiting:  # not a failure of this step: nothing is recorded
+                self.report({"ERROR"}, f"{step.label} waits for {waiting}, which is running")
                 return {"CANCELLED"}
             if step.name in SCENE_STEPS:
                 SCENE_STEPS[step.name](context, folder)
@@ -383,8 +388,8 @@ class FACEGRAFT_OT_run_all(WorkerOperator, bpy.types.Operator):
     def execute(self, context):
         folder = None
         try:
-            folder, plan = plan_of(context)
-            argv = run_command(folder, shot_settings(context.scene))
+            folder, settings = shot_of(context)
+            argv = run_command(folder, settings)
             return self.start_worker(context, folder, "run", argv)
         except FaceGraftError as exc:
             message = for_artist(str(exc), folder, _plan_or_empty(context))
@@ -498,9 +503,10 @@ def _plan_or_empty(context) -> list[Step]:
         return []
 
 
-def _labels(context, names: list[str]) -> str:
-    labels = {step.name: step.label for step in _plan_or_empty(context)}
-    return ", ".join(labels.get(name, "Run All") for name in names)
+def waits_for(plan: list[Step], name: str, running: list[str]) -> str:
+    """The running steps step ``name`` waits for, as their buttons say them ('': none)."""
+    labels = {"run": "Run All", **{step.name: step.label for step in plan}}
+    return ", ".join(labels[other] for other in blocked_by(plan, name, running))
 
 
 classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_pick_face, FACEGRAFT_OT_run_step,

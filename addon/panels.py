@@ -13,15 +13,14 @@ from __future__ import annotations
 import bpy
 
 from ..common.errors import FaceGraftError
-from ..common.stage_table import SECTIONS, Step, blocked_by
+from ..common.stage_table import SECTIONS, Step
 from . import run_state
 from .messages import sentence
-from .operators import plan_of
+from .operators import plan_of, waits_for
 from .step_status import DONE, FAILED, LABELS, RUNNING, step_status
 from .worker_setup import draw_worker, worker_ready
 
 SPACES = (("VIEW_3D", "VIEW3D"), ("CLIP_EDITOR", "CLIP"))
-_WAIT_LABELS = {"run": "Run All"}  # step names as their buttons say them
 
 
 def draw_shot(layout, context) -> None:
@@ -59,7 +58,7 @@ def draw_shot(layout, context) -> None:
     big = layout.row()
     big.scale_y = 1.5
     _run_row(big, layout, folder, "run", "Run All", "facegraft.run_all", "PLAY", None,
-             blocked=blocked_by(plan, "run", running))
+             waiting=waits_for(plan, "run", running))
     _next_step_cue(layout, context, folder, plan)
     layout.operator("facegraft.open_log", icon="TEXT")
 
@@ -79,14 +78,13 @@ def draw_section(layout, context, section: str) -> None:
     except FaceGraftError:
         layout.label(text="Set up the shot first")
         return
-    _WAIT_LABELS.update({step.name: step.label for step in plan})
     running = run_state.running(folder)
     for step in plan:
         if step.section == section:
             status = step_status(context.scene, folder, step)
             _run_row(layout.row(align=True), layout, folder, step.name, step.label,
                      "facegraft.run_step", None, step, status,
-                     blocked=blocked_by(plan, step.name, running))
+                     waiting=waits_for(plan, step.name, running))
     if section == SECTIONS[-1]:
         _draw_merge_look(layout, context)
 
@@ -105,7 +103,7 @@ def _draw_merge_look(layout, context) -> None:
 
 
 def _run_row(row, layout, folder, name: str, label: str, operator: str, icon,
-             step: Step | None, status: str | None = None, blocked: list[str] = ()) -> None:
+             step: Step | None, status: str | None = None, waiting: str = "") -> None:
     run = run_state.get(folder, name)
     status = status or (run.status if run else None)
     button = row.operator(operator, text=label, **({"icon": icon} if icon else {}))
@@ -121,9 +119,9 @@ def _run_row(row, layout, folder, name: str, label: str, operator: str, icon,
         if run.detail:
             layout.label(text=f"{label} {run.detail}")
         return
-    if blocked:
+    if waiting:
         row.enabled = False
-        row.label(text="Waits for " + ", ".join(_WAIT_LABELS.get(b, b) for b in blocked))
+        row.label(text=f"Waits for {waiting}")
     elif status is not None:
         row.label(text=LABELS[status])
     if status == FAILED and run is not None and run.message:

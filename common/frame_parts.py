@@ -41,14 +41,19 @@ def resolve_chunk(chunk: tuple[int, int] | Part, start: int, count: int,
     return start + first + 1, start + end
 
 
-def chunk_rows(chunk: tuple[int, int], start: int, count: int, where: Path) -> tuple[int, int]:
-    """The footage rows (``start``: the first plate frame of the track, ``count``: its
-    frames) of scene frames ``chunk``, as FIRST:END rows; refused when outside them."""
+def chunk_span(chunk: tuple[int, int] | Part | None, start: int, count: int, where: Path
+               ) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+    """A stage's chunk as scene frames (None: no chunk, the whole footage) and the footage
+    rows it covers, FIRST:END (``start``: the footage's first frame, ``count``: its
+    frames); refused when outside them."""
+    if chunk is None:
+        return None, (0, count)
+    chunk = resolve_chunk(chunk, start, count, where)
     first, end = chunk[0] - 1 - start, chunk[1] - start
     if first < 0 or end > count:
         raise FaceGraftError(f"{where}: chunk {chunk[0]}-{chunk[1]} is outside the shot's "
                              f"scene frames {start + 1}-{start + count}")
-    return first, end
+    return chunk, (first, end)
 
 
 def _part_meta(folder: Path) -> dict | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import FaceGraftError
 from .progress import Progress
+from .stage_folders import replace_folder
 
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "worker_requirements.txt"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # FaceGraft's own code
@@ -77,7 +78,7 @@ def install_worker(target: Path, wheels: Path | None = None, index_url: str | No
         _pip_install(partial, wheels, index_url, progress)
         report = check_python(environment_python(partial))
         progress.update(len(steps))
-        _replace(partial, target)
+        replace_folder(partial, target)  # the old environment goes only now
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, FaceGraftError):
@@ -135,16 +136,6 @@ def _run(argv: list[str], where: Path, what: str) -> None:
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise FaceGraftError(f"{where}: could not {what} ({last})")
-
-
-def _replace(partial: Path, target: Path) -> None:
-    """The new environment in place of the old one, which is removed only then."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(partial, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def worker_environ(base: dict[str, str] | None = None) -> dict[str, str]:

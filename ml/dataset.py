@@ -17,13 +17,12 @@ from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION, dataset_is_co
 from ..common.errors import FaceGraftError
 from ..common.file_checks import arrays_are_complete, json_is_readable
 from ..common.frame_parts import (
-    chunk_rows,
+    chunk_span,
     covering_parts,
     join_arrays,
     part_folder,
     part_is_done,
     remove_parts,
-    resolve_chunk,
     write_part_meta,
 )
 from ..common.guides_file import ARRAYS as GUIDE_ARRAYS
@@ -60,9 +59,7 @@ def make_dataset(shot: Path, role: str = "plate", size: int = 256, video: Path |
         [video_sha, guides.meta.get("inputs_key"), size, DATASET_VERSION, revision("dataset")]
     ).encode()).hexdigest()
     n, start = track.frame_count, int(track.meta["start"])
-    if chunk is not None:
-        chunk = resolve_chunk(chunk, start, n, footage.track)
-    rows = (0, n) if chunk is None else chunk_rows(chunk, start, n, footage.track)
+    chunk, rows = chunk_span(chunk, start, n, footage.track)
     if not force and (is_up_to_date(folder, key, dataset_is_complete) or (
             chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("dataset", 1, progress_mode).finish(output=str(folder), skipped=True)

@@ -16,13 +16,12 @@ from ..common.dataset_file import DATASET_FORMAT, DATASET_VERSION, load_dataset
 from ..common.errors import FaceGraftError
 from ..common.file_checks import arrays_are_complete, json_is_readable
 from ..common.frame_parts import (
-    chunk_rows,
+    chunk_span,
     covering_parts,
     join_arrays,
     part_folder,
     part_is_done,
     remove_parts,
-    resolve_chunk,
     write_part_meta,
 )
 from ..common.guides_file import load_guides
@@ -81,9 +80,10 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
     data_folder = layout.plate.dataset(size)
     key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
+    span = None
     if chunk is not None:  # as scene frames, before a part is looked up by it
         meta = read_meta(data_folder, DATASET_FORMAT, DATASET_VERSION, "dataset")
-        chunk = resolve_chunk(chunk, meta["start"], meta["frame_count"], layout.plate.track)
+        chunk, span = chunk_span(chunk, meta["start"], meta["frame_count"], layout.plate.track)
     if not force and key and (is_up_to_date(folder, key, swap_is_complete) or (
             chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("swap", 1, progress_mode).finish(output=str(folder), skipped=True)
@@ -95,8 +95,7 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
         raise FaceGraftError(f"{guides.folder}: {guides.meta['resolution']}px guides for a "
                              f"{size}px model")
     n = data["meta"]["frame_count"]
-    span = (0, n) if chunk is None else chunk_rows(chunk, data["meta"]["start"], n,
-                                                   layout.plate.track)
+    span = span or (0, n)
     rows = parse_rows(frames, n)
     rows = rows[np.asarray(data["present"])[rows] & np.asarray(guides.present)[rows]]
     rows = rows[(rows >= span[0]) & (rows < span[1])]

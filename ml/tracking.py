@@ -35,12 +35,11 @@ from ..common.canonical_mesh import (
 from ..common.errors import FaceGraftError
 from ..common.file_checks import json_is_readable, npz_is_complete
 from ..common.frame_parts import (
-    chunk_rows,
+    chunk_span,
     covering_parts,
     part_folder,
     part_is_done,
     remove_parts,
-    resolve_chunk,
     write_part_meta,
 )
 from ..common.head_pose import (
@@ -447,9 +446,7 @@ def track_video(
         raise FaceGraftError(
             f"{video}: frame range ends at {end} but the video has {info.frame_count} frames"
         )
-    if chunk is not None:
-        chunk = resolve_chunk(chunk, start, end - start, video)
-    rows = (0, end - start) if chunk is None else chunk_rows(chunk, start, end - start, video)
+    chunk, rows = chunk_span(chunk, start, end - start, video)
     num_faces = num_faces or (PICK_DEFAULT_FACES if pick else 1)
     with new_folders(target.parent):
         _check_writable(target.parent)

@@ -247,13 +247,19 @@ def _set_aside_damaged(model_dir: Path) -> None:
           f"{aside} and training starts again", file=sys.stderr)
 
 
+def _new_model(config: SwapConfig, options: TrainOptions) -> tuple[SwapModel, torch.optim.Adam]:
+    """The seed's initial weights (each step seeds its own draws) and a fresh optimizer."""
+    torch.manual_seed(options.seed)
+    model = SwapModel(config)
+    return model, torch.optim.Adam(model.parameters(), lr=options.learning_rate,
+                                   betas=(0.5, 0.999))
+
+
 def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resume: bool,
                 ranks: Ranks):
     """The model and optimizer, new or restored from the folder's checkpoint, and the step
     and training time it had reached."""
-    torch.manual_seed(options.seed)  # the initial weights; each step seeds its own draws
-    model = SwapModel(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate, betas=(0.5, 0.999))
+    model, optimizer = _new_model(config, options)
     step, elapsed = 0, 0.0
     if resume and (model_dir / CHECKPOINT_SIDECAR).exists():
         try:
@@ -261,11 +267,7 @@ def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resu
             restore(model, optimizer, sidecar, tensors)
             step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
         except FaceGraftError:  # weights changed since they were written
-            torch.manual_seed(options.seed)  # every process starts again from the seed's
-            model = SwapModel(config)
-            optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate,
-                                         betas=(0.5, 0.999))
-            step, elapsed = 0, 0.0
+            model, optimizer = _new_model(config, options)  # every process starts again
             if ranks.is_main:
                 _set_aside_damaged(model_dir)
                 model_dir.mkdir()

@@ -25,14 +25,13 @@ from ..common.child_process import ChildProcess
 from ..common.crop import DEFAULT_CROP_WIDTH_CM
 from ..common.errors import FaceGraftError
 from ..common.frame_parts import (
-    chunk_rows,
+    chunk_span,
     covering_parts,
     finish_part,
     join_arrays,
     part_folder,
     part_is_done,
     remove_parts,
-    resolve_chunk,
 )
 from ..common.guides_file import (
     GUIDE_FILES,
@@ -69,9 +68,7 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
                               ).hexdigest() for v in variants}
     folder = footage.guides(size)
     n, start = track.frame_count, int(track.meta["start"])
-    if chunk is not None:
-        chunk = resolve_chunk(chunk, start, n, footage.track)
-    rows = (0, n) if chunk is None else chunk_rows(chunk, start, n, footage.track)
+    chunk, rows = chunk_span(chunk, start, n, footage.track)
     if not force and (all(is_up_to_date(footage.guides(size, v), keys[v], guides_are_complete)
                           for v in variants) or (chunk is not None and part_is_done(
                               folder, chunk, keys[None], guides_are_complete))):
@@ -94,15 +91,11 @@ def make_guides(shot: Path, role: str = "plate", size: int = 256, workers: int |
         for variant, partial in partials.items():
             if variant is not None and not shaped:
                 shutil.rmtree(partial)  # no transfer yet: only the footage's own shape
-                continue
-            target = footage.guides(size, variant)
-            if chunk is not None:
-                finish_part(partial, target, chunk, rows, keys[variant])
-                continue
-            finish(partial, target, {**meta, "variant": variant or "plate",
-                                     "inputs": {**inputs, "shape_key": variant},
-                                     "inputs_key": keys[variant]})
-            remove_parts(target)
+            elif chunk is not None:
+                finish_part(partial, footage.guides(size, variant), chunk, rows, keys[variant])
+            else:
+                _finish_whole(partial, footage.guides(size, variant), variant, keys, inputs,
+                              meta)
     except BaseException as exc:
         for partial in partials.values():
             shutil.rmtree(partial, ignore_errors=True)
@@ -132,14 +125,21 @@ def _join_parts(footage, size: int, variants: list, keys: dict, inputs: dict,
         partial = partial_folder(target)
         try:
             join_arrays(found, partial, GUIDE_FILES)
-            finish(partial, target, {**meta, "variant": variant or "plate",
-                                     "inputs": {**inputs, "shape_key": variant},
-                                     "inputs_key": keys[variant]})
+            _finish_whole(partial, target, variant, keys, inputs, meta)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        remove_parts(target)
     return True
+
+
+def _finish_whole(partial: Path, target: Path, variant: str | None, keys: dict, inputs: dict,
+                  meta: dict) -> None:
+    """A whole guides folder into place, with what it was made from; its parts, if any,
+    are no longer needed."""
+    finish(partial, target, {**meta, "variant": variant or "plate",
+                             "inputs": {**inputs, "shape_key": variant},
+                             "inputs_key": keys[variant]})
+    remove_parts(target)
 
 
 def _render_in_processes(blend: Path, track: Path, partials: dict, size: int,

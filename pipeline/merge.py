@@ -25,12 +25,11 @@ from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
 from ..common.file_checks import png_is_complete
 from ..common.frame_parts import (
-    chunk_rows,
+    chunk_span,
     covering_parts,
     part_folder,
     part_is_done,
     remove_parts,
-    resolve_chunk,
     write_part_meta,
 )
 from ..common.guides_file import REGION_LABELS, Guides, load_guides
@@ -235,10 +234,7 @@ def merge(layout: ShotLayout, swap_folder: Path, folder: Path, options: MergeOpt
         _corrections_key(inputs.corrections), MERGE_VERSION, revision("merge")]).encode()
     ).hexdigest()
     n = len(inputs.swapped["present"])
-    if chunk is not None:
-        chunk = resolve_chunk(chunk, inputs.first_scene_frame - 1, n, layout.plate.track)
-    span = (0, n) if chunk is None else chunk_rows(chunk, inputs.first_scene_frame - 1, n,
-                                                   layout.plate.track)
+    chunk, span = chunk_span(chunk, inputs.first_scene_frame - 1, n, layout.plate.track)
     if not force and (is_up_to_date(folder, key, merge_is_complete) or (
             chunk is not None and part_is_done(folder, chunk, key, _part_is_complete))):
         Progress("merge", 1, progress_mode).finish(output=str(folder), skipped=True)
