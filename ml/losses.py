@@ -56,10 +56,16 @@ def reconstruction_loss(rgb, mask_logits, batch, region_weight: float,
 
 
 def occlusion_loss(logits: torch.Tensor, coverage: torch.Tensor, face: torch.Tensor,
-                   total_of: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
+                   total_of: Callable[[torch.Tensor], torch.Tensor] = _same,
+                   near_occluders_only: bool = False) -> torch.Tensor:
     """Binary cross-entropy of the occlusion head against the pasted occluders' coverage
-    (B, 1, R, R), counted fully on and around the face and a quarter elsewhere."""
+    (B, 1, R, R), counted fully on and around the face and a quarter elsewhere.
+    ``near_occluders_only``: counted only on and around the pasted occluders (the plate's
+    crops: a hand really in front of the plate's face must not be taught as face)."""
     near_face = F.max_pool2d(face, 9, stride=1, padding=4)
     weight = 0.25 + 0.75 * near_face
+    normaliser = weight.sum()
+    if near_occluders_only:
+        weight = weight * F.max_pool2d(coverage, 31, stride=1, padding=15)
     loss = F.binary_cross_entropy_with_logits(logits, coverage, weight=weight, reduction="sum")
-    return loss / total_of(weight.sum())
+    return loss / total_of(normaliser)

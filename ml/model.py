@@ -37,6 +37,7 @@ NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
 GUIDE_SETS = {"mesh": 3 + 2 + NUM_REGIONS,  # normals, uv, region one-hot
               "texture": 3,  # the albedo render, RGB
               "eyes": 1}  # the iris guide
+OCCLUSION_GUIDE_SETS = ("mesh", "eyes")  # the same for either identity
 ALL_GUIDES = tuple(GUIDE_SETS)
 assert ALL_GUIDES == GUIDE_NAMES  # the command line's names (common/profiles.py)
 GUIDE_CHANNELS = sum(GUIDE_SETS.values())
@@ -56,6 +57,9 @@ class SwapConfig:
     texture_base: bool = True  # the decoder corrects the texture render (with "texture")
     occlusion: bool = True  # an occlusion head: what stands in front of the face
     occlusion_channels: int = 16  # its width at full resolution
+    # The head also sees the frame's geometry guides (mesh, eyes: where the face, its eyes
+    # and mouth should be), never the texture render (the source's at swap time).
+    occlusion_guides: bool = True
 
     @property
     def use_guides(self) -> bool:
@@ -64,6 +68,13 @@ class SwapConfig:
     @property
     def guide_channels(self) -> int:
         return sum(GUIDE_SETS[name] for name in self.guides)
+
+    @property
+    def occlusion_guide_sets(self) -> tuple[str, ...]:
+        """The guide sets the occlusion head sees: the geometric ones the model has."""
+        if not self.occlusion_guides:
+            return ()
+        return tuple(name for name in self.guides if name in OCCLUSION_GUIDE_SETS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +86,7 @@ class SwapConfig:
             values["guides"] = ("mesh",) if values.pop("use_guides") else ()
             values.setdefault("texture_base", False)
         values.setdefault("occlusion", False)  # checkpoints before the occlusion head
+        values.setdefault("occlusion_guides", False)  # and before it saw the guides
         values["guides"] = tuple(values.get("guides", ALL_GUIDES))
         unknown = [name for name in values["guides"] if name not in GUIDE_SETS]
         if unknown:
@@ -185,8 +197,10 @@ class Decoder(nn.Module):
 
 
 class OcclusionNet(nn.Module):
-    """A small U-Net: from a crop and its face coverage, the logits of what stands in front
-    of the face (hands, hair, glasses, a microphone). Unlike the decoders it has skip
+    """A small U-Net: from a crop, its face coverage and the frame's geometry guides (where
+    the face, its eyes and mouth should be: a mouth where the cheek should be is in front
+    of the face), the logits of what stands in front of the face (hands, hair, glasses, a
+    microphone). Unlike the decoders it has skip
     connections: an occluder's outline is a detail of this very frame. It works at half
     the crop's resolution (a quarter of the cost; the matte is smoothed and warped to the
     plate anyway) and answers at full resolution."""
@@ -194,17 +208,23 @@ class OcclusionNet(nn.Module):
     def __init__(self, config: SwapConfig):
         super().__init__()
         width = config.occlusion_channels
-        self.down = nn.ModuleList([ConvBlock(4, width), ConvBlock(width, width * 2, 2),
+        self.guide_slices = _guide_slices(config.guides, config.occlusion_guide_sets)
+        inputs = 4 + sum(stop - start for start, stop in self.guide_slices)
+        self.down = nn.ModuleList([ConvBlock(inputs, width), ConvBlock(width, width * 2, 2),
                                    ConvBlock(width * 2, width * 4, 2)])
         self.up = nn.ModuleList([ConvBlock(width * 6, width * 2), ConvBlock(width * 3, width)])
         self.out = nn.Conv2d(width, 1, 1)
         # Occluders are rare: start from "nothing in front of the face" (5 %), not 50 %.
         nn.init.constant_(self.out.bias, -3.0)
 
-    def forward(self, image: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, coverage: torch.Tensor,
+                guides: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, R, R) crop, (B, 1, R, R) face coverage and the model's guides (B, C, R, R)
+        -> (B, 1, R, R) logits."""
         skips = []
         size = image.shape[-2:]
-        x = F.avg_pool2d(torch.cat([image, coverage], dim=1), 2)
+        parts = [image, coverage] + [guides[:, start:stop] for start, stop in self.guide_slices]
+        x = F.avg_pool2d(torch.cat(parts, dim=1), 2)
         for block in self.down:
             x = block(x)
             skips.append(x)
@@ -212,6 +232,17 @@ class OcclusionNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
+
+
+def _guide_slices(guides: tuple[str, ...], wanted: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The channel ranges of the guide sets ``wanted`` in a guides tensor of ``guides``."""
+    slices, start = [], 0
+    for name in GUIDE_SETS:
+        if name in guides:
+            if name in wanted:
+                slices.append((start, start + GUIDE_SETS[name]))
+            start += GUIDE_SETS[name]
+    return slices
 
 
 class SwapModel(nn.Module):

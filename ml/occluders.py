@@ -1,11 +1,12 @@
 """Synthetic occluders: hands, bars, discs and blobs pasted over training crops, so the
 model learns what stands in front of a face and the occlusion head learns to see it.
 
-Each occluder is a shape (its mask, anti-aliased) filled with a texture: a patch of
-another crop (the other person's skin, a piece of background), a flat colour with a
-gradient, or noise. Everything random comes from one ``numpy`` generator per crop, seeded
-by the training step and the crop's place in the batch, so resumed training (and training
-split over several processes) draws the same occluders.
+Each occluder is a shape (its mask, anti-aliased) filled with a texture: a patch of a
+donor crop (the face's own skin, as a hand in front of it, or the other person's face and
+background), a flat colour with a gradient, or noise. Everything random comes from one
+``numpy`` generator per crop, seeded by the training step and the crop's place in the
+batch, so resumed training (and training split over several processes) draws the same
+occluders.
 """
 
 from __future__ import annotations

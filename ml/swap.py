@@ -171,7 +171,7 @@ def _swap_batch(model: SwapModel, data: dict, guides, textures: tuple | None,
         occluded = None
         if model.occlusion is not None:  # what covers the plate's own face
             face = torch.from_numpy(np.asarray(data["mask"][rows]) > 0).float()
-            occluded = torch.sigmoid(model.occlusion(image, face.unsqueeze(1).to(device)))
+            occluded = torch.sigmoid(model.occlusion(image, face.unsqueeze(1).to(device), cond))
     out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
     as_bytes = lambda t: (t.cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
     occlusion = (as_bytes(occluded.float()[:, 0]) if occluded is not None

@@ -317,7 +317,8 @@ class BothIdentities(nn.Module):
         for identity in (SOURCE, TARGET):
             rgb, mask_logits = self.model(inputs[identity], guides[identity], identity)
             occlusion = (None if occluded[identity] is None else
-                         self.model.occlusion(occluded[identity], masks[identity]))
+                         self.model.occlusion(occluded[identity], masks[identity],
+                                              guides[identity]))
             out.append((rgb, mask_logits, occlusion))
         return out
 
@@ -334,6 +335,19 @@ def _step_batches(footages: tuple, generator: torch.Generator, half: int, ranks:
     return tuple(batches)
 
 
+OCCLUDED_SHARE = 0.75  # of the crops, occluded by a pasted occluder
+
+
+def _donors(batches: tuple, identity: int, first: int) -> np.ndarray:
+    """The crops occluders' textures are cut from: every other crop its own face (skin like
+    the face's, as a hand in front of it), the others the other person's crop."""
+    own, other = (
+        (batches[i]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy() for i in (identity,
+                                                                          1 - identity))
+    odd = (first + np.arange(len(own))) % 2 == 1
+    return np.where(odd[:, None, None, None], own, other)
+
+
 def _step_inputs(model: SwapModel, batches: tuple, generator: torch.Generator,
                  seeds: tuple[int, int], ranks: Ranks, device: torch.device) -> tuple:
     """The encoder's inputs (occluded, warped), the guides, the occluded crops and the
@@ -344,10 +358,11 @@ def _step_inputs(model: SwapModel, batches: tuple, generator: torch.Generator,
     for identity, batch in zip((SOURCE, TARGET), batches, strict=True):
         crops, coverage = batch["rgb"], None
         if model.occlusion is not None:  # occluders over the input; the target stays clean
-            donors = (batches[1 - identity]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy()
+            donors = _donors(batches, identity, first)
             rngs = [np.random.default_rng([*seeds, identity, first + i]) for i in range(half)]
             pasted_crops, pasted = paste_occluders(crops.permute(0, 2, 3, 1).numpy(),
-                                                   batch["mask"][:, 0].numpy(), rngs, donors)
+                                                   batch["mask"][:, 0].numpy(), rngs, donors,
+                                                   chance=OCCLUDED_SHARE)
             crops = torch.from_numpy(pasted_crops).permute(0, 3, 1, 2)
             coverage = torch.from_numpy(pasted).unsqueeze(1).to(device)
         crops = crops.to(device)
@@ -380,7 +395,8 @@ def _training_step(forward: nn.Module, model: SwapModel, batches: tuple,
                                            region_weight, total_of)
         if occlusion is not None:
             occlusion_part = occlusion_loss(occlusion.float(), coverages[identity],
-                                            batch["mask"], total_of)
+                                            batch["mask"], total_of,
+                                            near_occluders_only=identity == TARGET)
             loss = loss + occlusion_part
             values["occlusion"] = occlusion_part.item()
         loss_total = loss_total + loss

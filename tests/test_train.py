@@ -192,6 +192,51 @@ def test_model_sizes_and_ablation_switch():
             p.numel() for p in guided.parameters())
 
 
+def test_occlusion_head_sees_the_geometry_guides_and_old_models_load():
+    """The occlusion head reads the frame's mesh and eye guides (where the face, its eyes
+    and mouth should be) but never the texture render; a model saved before it did
+    builds the head without them."""
+    from facegraft.ml.model import GUIDE_CHANNELS, SwapConfig
+
+    config = PROFILES["tiny"]
+    head = SwapModel(config).occlusion.eval()
+    size = config.resolution
+    image, face = torch.rand(1, 3, size, size), torch.ones(1, 1, size, size)
+    guides = torch.rand(1, GUIDE_CHANNELS, size, size)
+    with torch.no_grad():
+        base = head(image, face, guides)
+        texture_changed = guides.clone()
+        texture_changed[:, 11:14] = torch.rand(1, 3, size, size)  # after mesh's 11
+        mesh_changed = guides.clone()
+        mesh_changed[:, :3] = torch.rand(1, 3, size, size)
+        assert torch.equal(head(image, face, texture_changed), base)
+        assert not torch.equal(head(image, face, mesh_changed), base)
+    old = {k: v for k, v in config.to_dict().items() if k != "occlusion_guides"}
+    old_head = SwapModel(SwapConfig.from_dict({**old, "occlusion": True})).occlusion
+    assert old_head.down[0][0].in_channels == 4  # the crop and the face coverage only
+    assert old_head(image, face, guides).shape == (1, 1, size, size)
+
+
+def test_the_plates_occlusion_loss_counts_only_near_pasted_occluders():
+    """On the plate's crops a real hand in front of the face must not be taught as face:
+    their occlusion loss counts only on and around the pasted occluders."""
+    from facegraft.ml.losses import occlusion_loss
+
+    face = torch.ones(1, 1, 64, 64)
+    coverage = torch.zeros(1, 1, 64, 64)
+    coverage[..., 5:15, 5:15] = 1
+    calm = torch.full((1, 1, 64, 64), -5.0)
+    far = calm.clone()
+    far[..., 40:60, 40:60] = 5.0  # "occluded" far from the pasted occluder
+    assert occlusion_loss(far, coverage, face) > occlusion_loss(calm, coverage, face)
+    assert torch.isclose(occlusion_loss(far, coverage, face, near_occluders_only=True),
+                         occlusion_loss(calm, coverage, face, near_occluders_only=True))
+    near = calm.clone()
+    near[..., 16:20, 16:20] = 5.0  # beside it: still taught
+    assert occlusion_loss(near, coverage, face, near_occluders_only=True) > \
+        occlusion_loss(calm, coverage, face, near_occluders_only=True)
+
+
 @pytest.mark.slow
 def test_self_reenactment_cpu_profile_guided_beats_unguided(franck, cli, tmp_path, artifacts):
     """franck.mp4: learn man A from frames 0-3999, swap him onto his held-out frames
