@@ -150,7 +150,11 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, row
     for first in range(0, len(rows), batch_size):
         batch = rows[first:first + batch_size]
         at = batch - span[0]
-        rgba[at], occlusion[at] = _swap_batch(model, data, guides, textures, batch, device)
+        # Always a whole batch (the last row repeated): the convolutions' arithmetic depends
+        # on the batch's shape, so a farm chunk's short batch would round differently.
+        whole = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch))])
+        faces, mattes = _swap_batch(model, data, guides, textures, whole, device)
+        rgba[at], occlusion[at] = faces[:len(batch)], mattes[:len(batch)]
         present[at] = True
         progress.update(first + len(batch))
     rgba.flush()
