@@ -200,10 +200,10 @@ class OcclusionNet(nn.Module):
     """A small U-Net: from a crop, its face coverage and the frame's geometry guides (where
     the face, its eyes and mouth should be: a mouth where the cheek should be is in front
     of the face), the logits of what stands in front of the face (hands, hair, glasses, a
-    microphone). Unlike the decoders it has skip
-    connections: an occluder's outline is a detail of this very frame. It works at half
-    the crop's resolution (a quarter of the cost; the matte is smoothed and warped to the
-    plate anyway) and answers at full resolution."""
+    microphone). Unlike the decoders it has skip connections: an occluder's outline is a
+    detail of this very frame. It works at half the crop's resolution (a quarter of the
+    cost; the matte is smoothed and warped to the plate anyway) and answers at full
+    resolution."""
 
     def __init__(self, config: SwapConfig):
         super().__init__()

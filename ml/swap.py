@@ -162,20 +162,13 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, row
     return present
 
 
-def _occlusion_guides(model: SwapModel, data: dict, rows: np.ndarray,
-                      textures: tuple | None) -> torch.Tensor:
+def _occlusion_guides(model: SwapModel, data: dict, rows: np.ndarray) -> torch.Tensor:
     """The guides the occlusion head saw in training for the plate's crops: the plate's own
-    face (its dataset's geometry, its own albedo under its own light), not the source's."""
-    config = model.config
-    if not config.occlusion_guide_sets:
-        return torch.zeros(len(rows), 0, *np.asarray(data["mask"][:1]).shape[1:])
-    plate_texture = textures[1] if textures else None
-    arrays = guide_arrays(data, rows, plate_texture, plate_texture,
-                          config.guides if "texture" in config.occlusion_guide_sets
-                          else tuple(g for g in config.guides if g != "texture"))
-    if "texture" in config.guides and "render" not in arrays:  # a channel the head skips
-        arrays["render"] = np.zeros((*arrays["region"].shape, 3), np.uint8)
-    return guides_tensor(arrays, config.guides)
+    geometry (its dataset's), not the source-shaped guides; the texture channels, which the
+    head skips, left empty."""
+    arrays = guide_arrays(data, rows, None, None, model.config.occlusion_guide_sets)
+    arrays["render"] = np.zeros((*arrays["region"].shape, 3), np.uint8)
+    return guides_tensor(arrays, model.config.guides)
 
 
 @torch.no_grad()
@@ -193,7 +186,7 @@ def _swap_batch(model: SwapModel, data: dict, guides, textures: tuple | None,
             face = torch.from_numpy(np.asarray(data["mask"][rows]) > 0).float()
             occluded = torch.sigmoid(model.occlusion(
                 image, face.unsqueeze(1).to(device),
-                _occlusion_guides(model, data, rows, textures).to(device)))
+                _occlusion_guides(model, data, rows).to(device)))
     out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
     as_bytes = lambda t: (t.cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
     occlusion = (as_bytes(occluded.float()[:, 0]) if occluded is not None

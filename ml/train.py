@@ -341,9 +341,8 @@ OCCLUDED_SHARE = 0.75  # of the crops, occluded by a pasted occluder
 def _donors(batches: tuple, identity: int, first: int) -> np.ndarray:
     """The crops occluders' textures are cut from: every other crop its own face (skin like
     the face's, as a hand in front of it), the others the other person's crop."""
-    own, other = (
-        (batches[i]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy() for i in (identity,
-                                                                          1 - identity))
+    own, other = ((batches[i]["rgb"] * 255).byte().permute(0, 2, 3, 1).numpy()
+                  for i in (identity, 1 - identity))
     odd = (first + np.arange(len(own))) % 2 == 1
     return np.where(odd[:, None, None, None], own, other)
 
