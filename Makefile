@@ -9,7 +9,7 @@ IDENTITY_STAMP := $(VENV)/.facegraft-identity
 DEMO_MINUTES ?= 11
 SAMPLES = $${FACEGRAFT_CACHE:-$$HOME/.cache/facegraft}/samples
 
-.PHONY: demo test test-slow samples lint bench clean-venv
+.PHONY: demo test test-slow samples lint bench eval clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ demo: $(STAMP) samples $(IDENTITY_STAMP)
 	$(BIN)/facegraft run --source $(SAMPLES)/franck.mp4 --plate $(SAMPLES)/single_face.mp4 \
 		--shot out/demo --profile cpu --minutes $(DEMO_MINUTES)
 	@echo "demo: out/demo/final.mp4, out/demo/contact_sheet.png, out/demo/metrics.json, out/demo/shot.blend"
+
+# The swap judged on the dev pairs (bench/quality.py): every pair, the guide ablation on
+# self and a_to_b, cpu profile, the demo's step count; the table in out/quality/table.md.
+# About 3 hours on 2 cores (one model after the other).
+EVAL_STEPS ?= 1500
+eval: $(STAMP) samples $(IDENTITY_STAMP)
+	$(BIN)/python bench/quality.py --steps $(EVAL_STEPS) --out out/quality
 
 bench: $(STAMP) samples
 	$(BIN)/python bench/track.py $(SAMPLES)/franck.mp4
