@@ -32,9 +32,10 @@ from ..common.stage_folders import is_up_to_date, read_meta, written_folder
 from ..common.stage_table import revision
 from ..common.swap_file import SWAP_ARRAYS, SWAP_FORMAT, SWAP_VERSION, swap_is_complete
 from ..common.texture_file import texture_key
-from ..pipeline.texture import load_texture
+from ..pipeline.texture import Texture, load_texture
 from .checkpoint import load_checkpoint, read_sidecar, restore
 from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
+from .plate_consistency import inconsistency_mattes
 from .train import guide_arrays, parse_rows, require_dataset
 
 
@@ -102,17 +103,18 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     if chunk is None and len(rows) == 0:
         raise FaceGraftError(f"{layout.plate.path}: no frame with a face to swap")
     parts = None if chunk is not None else covering_parts(folder, key, n, _part_is_complete)
+    plate_texture = load_texture(layout.plate.texture)  # what the plate's face looks like
     textures = None
     if "texture" in model.config.guides:  # the source's albedo under the plate's light
-        textures = (load_texture(layout.source.texture), load_texture(layout.plate.texture))
+        textures = (load_texture(layout.source.texture), plate_texture)
     progress = Progress("swap", len(rows), progress_mode)
     with written_folder(folder if chunk is None else part_folder(folder, chunk),
                         progress) as partial:
         if parts is not None:
             join_arrays(parts, partial, SWAP_ARRAYS)
         else:
-            present = _swap_rows(model, data, guides, textures, rows, span, partial,
-                                 batch_size, progress)
+            present = _swap_rows(model, data, guides, textures, plate_texture, rows, span,
+                                 partial, batch_size, progress)
             np.save(partial / "present.npy", present)
         if chunk is not None:
             write_part_meta(partial, chunk, span, key)
@@ -133,11 +135,12 @@ def _part_is_complete(folder: Path) -> bool:
     return json_is_readable(folder / "meta.json") and arrays_are_complete(folder, SWAP_ARRAYS)
 
 
-def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, rows: np.ndarray,
-               span: tuple[int, int], partial: Path, batch_size: int,
-               progress: Progress) -> np.ndarray:
+def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None,
+               plate_texture: Texture, rows: np.ndarray, span: tuple[int, int], partial: Path,
+               batch_size: int, progress: Progress) -> np.ndarray:
     """The source decoder over ``rows`` into ``partial/rgba.npy``, whose rows are the track
-    rows ``span``; returns presence."""
+    rows ``span``, and the occlusion matte into ``partial/occlusion.npy``: the larger of
+    the occlusion head's and what does not look like the plate's face; returns presence."""
     size = model.config.resolution
     count = span[1] - span[0]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,7 +157,9 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None, row
         # on the batch's shape, so a farm chunk's short batch would round differently.
         whole = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch))])
         faces, mattes = _swap_batch(model, data, guides, textures, whole, device)
-        rgba[at], occlusion[at] = faces[:len(batch)], mattes[:len(batch)]
+        rgba[at] = faces[:len(batch)]
+        occlusion[at] = np.maximum(mattes[:len(batch)],
+                                   inconsistency_mattes(data, batch, plate_texture))
         present[at] = True
         progress.update(first + len(batch))
     rgba.flush()

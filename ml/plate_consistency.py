@@ -1,0 +1,82 @@
+"""What stands in front of the plate's face, seen as what does not look like that face.
+
+The plate's texture (its albedo in the canonical UV layout, built robustly from all of its
+frames) rendered through each frame's own guides under that frame's light is what the
+face would look like there with nothing in front of it. Where the crop's colour is far
+from that render, something else is there: a hand, a prop, hair. This needs no training,
+so it sees occluders unlike the synthetic ones the occlusion head learns from; the swap
+stage takes the larger of the two mattes.
+
+Where the render cannot be trusted the cue stays silent: the face's outline (the mesh's
+rim meets the background), the mouth's interior (teeth and tongue come and go) and the
+eyes (lids close). Thin disagreements (a feature's edge a pixel off) are opened away;
+what remains is grown back over the rim it lost.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..common.guides_file import REGION_LABELS
+from ..pipeline.texture import Texture, render_face, to_linear, to_srgb
+
+# Colour distance (8-bit Lab, lightness counted a quarter: the plate's light is only
+# fitted, and a laugh or a squint changes the cheeks' shading, not their hue) above which
+# a pixel is not the face. Chosen where the frames of the clean dev plates (man B talking
+# and smiling, man A laughing with his eyes shut) get almost no matte (0.1 %).
+DISTANCE_THRESHOLD = 8.0
+LIGHTNESS_WEIGHT = 0.25
+UNTRUSTED_REGIONS = (REGION_LABELS["mouth_interior"], REGION_LABELS["eyes"])
+
+
+def colour_distance(crop: np.ndarray, render: np.ndarray, blur: float) -> np.ndarray:
+    """Per-pixel Lab distance (H, W) float32 of two sRGB uint8 images, both blurred so a
+    sub-pixel misalignment of the texture does not count."""
+    a, b = (cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) for image in (crop, render))
+    delta = cv2.GaussianBlur(a, (0, 0), blur) - cv2.GaussianBlur(b, (0, 0), blur)
+    delta[..., 0] *= LIGHTNESS_WEIGHT
+    return np.sqrt((delta ** 2).sum(axis=2))
+
+
+def exposed_like(render: np.ndarray, crop: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """``render`` with each channel scaled by its median ratio to ``crop`` over ``face``:
+    the fitted light gets the face's overall brightness wrong when the head tilts into
+    shadow or the exposure drifts; a median is not moved by an occluder on part of it."""
+    if face.sum() < 16:
+        return render
+    a, b = (to_linear(image[face]) for image in (crop, render))
+    gain = np.median(a, axis=0) / np.maximum(np.median(b, axis=0), 1e-3)
+    return to_srgb(to_linear(render) * np.clip(gain, 0.5, 2.0))
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
+def inconsistency_matte(crop: np.ndarray, uv: np.ndarray, normals: np.ndarray,
+                        region: np.ndarray, texture: Texture, lighting: np.ndarray
+                        ) -> np.ndarray:
+    """uint8 (H, W) 255 where the crop is not the plate's face as its texture renders it
+    under the frame's ``lighting`` (3, 9); the guides as stored in a dataset."""
+    size = crop.shape[0]
+    rim = max(1, round(size / 40))
+    untrusted = cv2.dilate(np.isin(region, UNTRUSTED_REGIONS).astype(np.uint8), _disc(rim))
+    face = ((region > 0) & (untrusted == 0)).astype(np.uint8)
+    render = exposed_like(render_face(texture, uv, normals, region, lighting), crop, face > 0)
+    distance = colour_distance(crop, render, blur=size / 64)
+    trusted = cv2.erode(face, _disc(rim))
+    found = ((distance > DISTANCE_THRESHOLD) & (trusted > 0)).astype(np.uint8)
+    found = cv2.morphologyEx(found, cv2.MORPH_OPEN, _disc(max(1, round(size / 64))))
+    found = cv2.dilate(found, _disc(rim))  # back over the rim and the edges opened away
+    return (found * 255).astype(np.uint8)
+
+
+def inconsistency_mattes(data: dict, rows: np.ndarray, texture: Texture) -> np.ndarray:
+    """``inconsistency_matte`` of the dataset ``data``'s ``rows`` (its own crops and
+    guides, the texture's light of each row): uint8 (N, H, W)."""
+    return np.stack([
+        inconsistency_matte(np.asarray(data["rgb"][row]), np.asarray(data["uv"][row]),
+                            np.asarray(data["normals"][row]), np.asarray(data["region"][row]),
+                            texture, texture.lighting[row])
+        for row in rows])
