@@ -28,6 +28,9 @@ from ..pipeline.texture import Texture, render_face, to_linear, to_srgb
 DISTANCE_THRESHOLD = 8.0
 LIGHTNESS_WEIGHT = 0.25
 UNTRUSTED_REGIONS = (REGION_LABELS["mouth_interior"], REGION_LABELS["eyes"])
+# The cue is coarse (it is blurred and opened at a few pixels): larger crops are judged at
+# this size and the matte scaled back, so a 512 px model's swap pays what a 128 px one does.
+WORKING_SIZE = 128
 
 
 def colour_distance(crop: np.ndarray, render: np.ndarray, blur: float) -> np.ndarray:
@@ -74,9 +77,25 @@ def inconsistency_matte(crop: np.ndarray, uv: np.ndarray, normals: np.ndarray,
 
 def inconsistency_mattes(data: dict, rows: np.ndarray, texture: Texture) -> np.ndarray:
     """``inconsistency_matte`` of the dataset ``data``'s ``rows`` (its own crops and
-    guides, the texture's light of each row): uint8 (N, H, W)."""
-    return np.stack([
-        inconsistency_matte(np.asarray(data["rgb"][row]), np.asarray(data["uv"][row]),
-                            np.asarray(data["normals"][row]), np.asarray(data["region"][row]),
-                            texture, texture.lighting[row])
-        for row in rows])
+    guides, the texture's light of each row), judged at ``WORKING_SIZE`` at most: uint8
+    (N, H, W)."""
+    size = data["rgb"].shape[1]
+    work = min(size, WORKING_SIZE)
+
+    def at_work(image: np.ndarray, smooth: bool) -> np.ndarray:
+        if work == size:
+            return image
+        # Encoded guides (UV, normals, labels) are resampled, never blended.
+        return cv2.resize(image, (work, work), interpolation=cv2.INTER_AREA if smooth
+                          else cv2.INTER_NEAREST)
+
+    mattes = np.zeros((len(rows), size, size), np.uint8)
+    for i, row in enumerate(rows):
+        matte = inconsistency_matte(
+            at_work(np.asarray(data["rgb"][row]), True),
+            at_work(np.asarray(data["uv"][row]), False),
+            at_work(np.asarray(data["normals"][row]), False),
+            at_work(np.asarray(data["region"][row]), False), texture, texture.lighting[row])
+        mattes[i] = matte if work == size else cv2.resize(matte, (size, size),
+                                                          interpolation=cv2.INTER_LINEAR)
+    return mattes

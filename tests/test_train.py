@@ -409,3 +409,11 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     truth = (discs > 0) & face
     iou = (found & truth).sum() / (found & face | truth).sum()
     assert iou > 0.4, iou  # 0.50 at this 64 px crop (no cue: 0)
+    # A 256 px model's crops are judged at 128 px and the matte scaled back: the same find.
+    big = {name: np.stack([cv2.resize(image, (4 * TINY, 4 * TINY), interpolation=cv2.INTER_CUBIC
+                                      if name == "rgb" else cv2.INTER_NEAREST)
+                           for image in occluded[name][rows]]) for name in occluded}
+    large = inconsistency_mattes(big, np.arange(len(rows)), texture)
+    assert large.shape == (len(rows), 4 * TINY, 4 * TINY)
+    back = np.stack([cv2.resize(m, (TINY, TINY), interpolation=cv2.INTER_AREA) for m in large])
+    assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
