@@ -177,6 +177,8 @@ def figures(shot: Path, pair: str, out: Path) -> dict:
 COLUMNS = (("recognised", "recognised", "{:.0%}"), ("closer_to_source", "closer", "{:.0%}"),
            ("identity_distance_to_source", "dist A", "{:.3f}"),
            ("landmark_nme", "NME", "{:.4f}"), ("jitter_ratio", "jitter", "{:.2f}"),
+           ("eye_openness_error", "eyes", "{:.3f}"),
+           ("eye_openness_correlation", "eyes corr.", "{:.2f}"), ("gaze_error", "gaze", "{:.3f}"),
            ("ssim", "SSIM", "{:.3f}"), ("ssim_model", "SSIM model", "{:.3f}"),
            ("sharpness_ratio", "sharpness", "{:.2f}"),
            ("sharpness_ratio_merged", "sharpness w/o grain", "{:.2f}"),

@@ -20,6 +20,12 @@ without the compositor's grain and grade):
   plate's, at plate resolution, where the matte is full: 1 = as sharp;
   ``sharpness_ratio_merged`` the same without the compositor's grain (the detail the
   swap itself carries).
+- ``eye_openness_error``: the eyes' openness (lid gap over eye width, MediaPipe's lid
+  and corner landmarks, both eyes) of the merged frame against the plate's tracked one,
+  mean absolute difference (open eyes are about 0.3, closed about 0.05);
+  ``eye_openness_correlation`` over the shot (blinks and squints followed: near 1);
+  ``gaze_error``: the irises' offset from the eyes' centres, over eye width, against the
+  plate's, on frames where the plate's eyes are open.
 - ``ssim``, ``psnr`` (``--self-reenactment``, the source is the plate's person on other
   frames): the merged face against the real frame inside the face mask; ``ssim_model``
   the same for the model's own output at its resolution.
@@ -162,6 +168,41 @@ def _detect_landmarks(images: np.ndarray) -> np.ndarray:
     return out
 
 
+# MediaPipe face mesh: (outer corner, inner corner, upper lid, lower lid, iris centre).
+EYES = ((33, 133, 159, 145, 468), (263, 362, 386, 374, 473))
+OPEN_EYE = 0.15  # openness above which the plate's eye is open (the gaze is measured)
+
+
+def _eye_openness_and_gaze(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) mean openness of both eyes and (N, 2, 2) each iris's offset from its eye's
+    centre, over eye width, from landmarks (N, 478, 2)."""
+    openness, gaze = [], []
+    for outer, inner, upper, lower, iris in EYES:
+        width = np.linalg.norm(points[:, outer] - points[:, inner], axis=-1)
+        width = np.maximum(width, 1e-6)
+        openness.append(np.linalg.norm(points[:, upper] - points[:, lower], axis=-1) / width)
+        centre = (points[:, outer] + points[:, inner]) / 2
+        gaze.append((points[:, iris] - centre) / width[:, None])
+    return np.mean(openness, axis=0), np.stack(gaze, axis=1)
+
+
+def eye_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray, per_frame: dict) -> dict:
+    """Do the merged frame's eyes open, close and look where the plate's do?"""
+    open_found, gaze_found = _eye_openness_and_gaze(found)
+    open_truth, gaze_truth = _eye_openness_and_gaze(truth)
+    error = np.abs(open_found - open_truth)
+    gaze = np.linalg.norm(gaze_found - gaze_truth, axis=-1).mean(axis=1)
+    looking = ok & (open_truth > OPEN_EYE)
+    per_frame["eye_openness_plate"] = _listed(open_truth)
+    per_frame["eye_openness"] = _listed(np.where(ok, open_found, np.nan))
+    per_frame["gaze_error"] = _listed(np.where(looking, gaze, np.nan))
+    varied = ok.sum() > 2 and np.std(open_truth[ok]) > 0.01 and np.std(open_found[ok]) > 1e-6
+    return {"eye_openness_error": float(error[ok].mean()) if ok.any() else None,
+            "eye_openness_correlation": float(np.corrcoef(open_found[ok], open_truth[ok])[0, 1])
+            if varied else None,
+            "gaze_error": float(gaze[looking].mean()) if looking.any() else None}
+
+
 def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
     """Landmark error against the plate's track and jitter against the plate's own."""
     track, rows, crops = frames["track"], frames["rows"], frames["crops"]
@@ -174,7 +215,8 @@ def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
     in_plate[rows[ok]] = apply(invert(crops[ok]), found[ok])
     span = slice(rows[0], rows[-1] + 1)
     frames["per_frame"]["landmark_nme"] = _listed(np.where(ok, error, np.nan))
-    return {"landmark_nme": float(np.mean(error[ok])) if ok.any() else None,
+    return {**eye_metrics(found, truth, ok, frames["per_frame"]),
+            "landmark_nme": float(np.mean(error[ok])) if ok.any() else None,
             "landmark_detected_fraction": float(ok.mean()),
             "jitter_ratio": float(jitter_px(in_plate[span]) / jitter_px(track.landmarks_raw[span]))}
 

@@ -125,8 +125,9 @@ def test_swap_and_metrics(straight_run, tiny_shot, cli):
         assert result.returncode == 0, result.stderr
     metrics = json.loads(ShotLayout(tiny_shot).eval_report.read_text())["metrics"]
     for key in ("landmark_nme", "jitter_ratio", "identity_distance_to_source",
-                "identity_distance_to_target"):
+                "identity_distance_to_target", "eye_openness_error", "gaze_error"):
         assert key in metrics
+    assert 0 <= metrics["eye_openness_error"] < 0.5 and 0 <= metrics["gaze_error"] < 1
     assert metrics["frames"] == 72 and metrics["landmark_detected_fraction"] > 0.5
     assert 0 < metrics["sharpness_ratio"] < 3
     assert 0 <= metrics["landmark_nme"] < 1 and metrics["jitter_ratio"] > 0
@@ -143,6 +144,31 @@ def test_swap_and_metrics(straight_run, tiny_shot, cli):
         assert 0 < metrics["identity_distance_to_target"] < 2
     else:
         assert metrics["identity_distance_to_source"] is None and metrics["identity_note"]
+
+
+def test_eye_figures_follow_the_lids_and_irises(tiny_shot):
+    """The eye figures on the plate's own landmarks: the plate against itself is perfect;
+    lids shut through the plate's open eyes, or irises moved, are measured."""
+    import numpy as np
+    from facegraft.common.track_file import load_track
+    from facegraft.ml.evaluate import EYES, eye_metrics
+
+    truth = load_track(ShotLayout(tiny_shot).plate.track).landmarks[:, :, :2].astype(float)
+    ok = np.ones(len(truth), bool)
+    per_frame: dict = {}
+    same = eye_metrics(truth, truth, ok, per_frame)
+    assert same["eye_openness_error"] == 0 and same["gaze_error"] == 0
+    assert same["eye_openness_correlation"] == pytest.approx(1)
+    shut, looking_away = truth.copy(), truth.copy()
+    for outer, inner, upper, lower, iris in EYES:
+        width = np.linalg.norm(truth[:, outer] - truth[:, inner], axis=-1)
+        shut[:, upper] = truth[:, lower]  # every frame
+        looking_away[:, iris, 0] += 0.2 * width
+    closed = eye_metrics(shut, truth, ok, {})
+    assert closed["eye_openness_error"] == pytest.approx(np.mean(per_frame["eye_openness"]),
+                                                         abs=1e-3)  # the plate's openness
+    assert closed["eye_openness_error"] > 0.15 and closed["eye_openness_correlation"] is None
+    assert eye_metrics(looking_away, truth, ok, {})["gaze_error"] == pytest.approx(0.2, abs=0.01)
 
 
 def test_bad_checkpoints_and_inputs(straight_run, tiny_shot, tmp_path, cli):
