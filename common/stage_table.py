@@ -310,7 +310,8 @@ STAGES: tuple[Stage, ...] = (
               Option(("--resume",), "continue the model's training from its last checkpoint",
                      flag=True))),
     Stage("swap", "Swap", WORKER, "render the plate's frames as the source person",
-          "ml.swap:swap_shot", "SHOT/model_<profile>/, SHOT/plate/dataset_<R>/, guides",
+          "ml.swap:swap_shot",
+          "SHOT/model_<profile>/, SHOT/plate/dataset_<R>/, guides, the textures",
           "SHOT/swap_<profile>/", (
               SHOT, PROFILE,
               Option(("--frames",), "plate frames (default: all)", type=frame_range,
