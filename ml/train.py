@@ -99,7 +99,7 @@ class FootageData:
             raise FaceGraftError(f"{folder}: no frame with a face in the chosen range")
         self.guides = config.guides
         self.texture = load_texture(footage.texture) if "texture" in config.guides else None
-        self.draw_weights = eye_balanced_weights(np.asarray(self.data["region"][self.rows]))
+        self.draw_weights = eye_balanced_weights(eye_areas(self.data["region"], self.rows))
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         rows = np.sort(rows)
@@ -118,13 +118,19 @@ SHUT_EYES = 0.5  # eyes' area under half the shot's median: shut or closing
 SHUT_EYES_SHARE = 0.2  # of the crops drawn, at least (when the shot has any)
 
 
-def eye_balanced_weights(region: np.ndarray) -> torch.Tensor:
-    """How often each crop is drawn: crops whose eyes are shut or closing (the mesh's eye
-    openings, in the region guide, under SHUT_EYES of the shot's median) make at least
-    SHUT_EYES_SHARE of the draws. A blink is a few frames in a hundred: drawn as often as
-    the rest, the model learns open eyes and the swap's stay half open where the plate's
-    close."""
-    area = (region == REGION_LABELS["eyes"]).sum(axis=(1, 2)).astype(np.float64)
+def eye_areas(region: np.ndarray, rows: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The mesh's eye openings in pixels of each of ``rows`` of a dataset's region guide
+    (N, R, R), read a chunk at a time (a 512 px dataset's guide is gigabytes)."""
+    return np.concatenate([
+        (np.asarray(region[rows[i:i + chunk]]) == REGION_LABELS["eyes"]).sum(axis=(1, 2))
+        for i in range(0, len(rows), chunk)]).astype(np.float64)
+
+
+def eye_balanced_weights(area: np.ndarray) -> torch.Tensor:
+    """How often each crop is drawn, from its ``eye_areas``: crops whose eyes are shut or
+    closing (under SHUT_EYES of the shot's median) make at least SHUT_EYES_SHARE of the
+    draws. A blink is a few frames in a hundred: drawn as often as the rest, the model
+    learns open eyes and the swap's stay half open where the plate's close."""
     shut = area < SHUT_EYES * max(float(np.median(area)), 1.0)
     share = shut.mean()
     if share == 0 or share >= SHUT_EYES_SHARE:
