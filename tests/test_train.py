@@ -434,7 +434,9 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     found = inconsistency_mattes(occluded, rows, texture) > 127
     truth = (discs > 0) & face
     iou = (found & truth).sum() / (found & face | truth).sum()
-    assert iou > 0.4, iou  # 0.50 at this 64 px crop (no cue: 0)
+    assert iou > 0.6, iou  # 0.72 at this 64 px crop (0.50 without the graph cut; no cue: 0)
+    # The graph cut starts from a seeded generator: a farm chunk finds what a whole run does.
+    assert np.array_equal(inconsistency_mattes(occluded, rows[::-1], texture)[::-1] > 127, found)
     # A 256 px model's crops are judged at 128 px and the matte scaled back: the same find.
     big = {name: np.stack([cv2.resize(image, (4 * TINY, 4 * TINY), interpolation=cv2.INTER_CUBIC
                                       if name == "rgb" else cv2.INTER_NEAREST)
