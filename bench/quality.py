@@ -179,6 +179,7 @@ COLUMNS = (("recognised", "recognised", "{:.0%}"), ("closer_to_source", "closer"
            ("landmark_nme", "NME", "{:.4f}"), ("jitter_ratio", "jitter", "{:.2f}"),
            ("eye_openness_error", "eyes", "{:.3f}"),
            ("eye_openness_correlation", "eyes corr.", "{:.2f}"), ("gaze_error", "gaze", "{:.3f}"),
+           ("mouth_openness_error", "mouth", "{:.3f}"),
            ("ssim", "SSIM", "{:.3f}"), ("ssim_model", "SSIM model", "{:.3f}"),
            ("sharpness_ratio", "sharpness", "{:.2f}"),
            ("sharpness_ratio_merged", "sharpness w/o grain", "{:.2f}"),

@@ -26,6 +26,8 @@ without the compositor's grain and grade):
   ``eye_openness_correlation`` over the shot (blinks and squints followed: near 1);
   ``gaze_error``: the irises' offset from the eyes' centres, over eye width, against the
   plate's, on frames where the plate's eyes are open.
+- ``mouth_openness_error``, ``mouth_openness_correlation``: the same for the mouth (the
+  inner lips' gap over the mouth's width): does the swap laugh as wide as the plate?
 - ``ssim``, ``psnr`` (``--self-reenactment``, the source is the plate's person on other
   frames): the merged face against the real frame inside the face mask; ``ssim_model``
   the same for the model's own output at its resolution.
@@ -186,21 +188,47 @@ def _eye_openness_and_gaze(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(openness, axis=0), np.stack(gaze, axis=1)
 
 
+def _followed(found: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> tuple:
+    """Mean absolute difference of a per-frame measure over the ``ok`` frames, and its
+    correlation with the plate's over the shot (None where the plate's does not vary)."""
+    varied = ok.sum() > 2 and np.std(truth[ok]) > 0.01 and np.std(found[ok]) > 1e-6
+    return (float(np.abs(found - truth)[ok].mean()) if ok.any() else None,
+            float(np.corrcoef(found[ok], truth[ok])[0, 1]) if varied else None)
+
+
 def eye_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray, per_frame: dict) -> dict:
     """Do the merged frame's eyes open, close and look where the plate's do?"""
     open_found, gaze_found = _eye_openness_and_gaze(found)
     open_truth, gaze_truth = _eye_openness_and_gaze(truth)
-    error = np.abs(open_found - open_truth)
     gaze = np.linalg.norm(gaze_found - gaze_truth, axis=-1).mean(axis=1)
     looking = ok & (open_truth > OPEN_EYE)
     per_frame["eye_openness_plate"] = _listed(open_truth)
     per_frame["eye_openness"] = _listed(np.where(ok, open_found, np.nan))
     per_frame["gaze_error"] = _listed(np.where(looking, gaze, np.nan))
-    varied = ok.sum() > 2 and np.std(open_truth[ok]) > 0.01 and np.std(open_found[ok]) > 1e-6
-    return {"eye_openness_error": float(error[ok].mean()) if ok.any() else None,
-            "eye_openness_correlation": float(np.corrcoef(open_found[ok], open_truth[ok])[0, 1])
-            if varied else None,
+    error, correlation = _followed(open_found, open_truth, ok)
+    return {"eye_openness_error": error, "eye_openness_correlation": correlation,
             "gaze_error": float(gaze[looking].mean()) if looking.any() else None}
+
+
+# MediaPipe face mesh: the inner lips' middles (upper, lower) and the mouth's inner corners.
+MOUTH = (13, 14, 78, 308)
+
+
+def mouth_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray,
+                  per_frame: dict) -> dict:
+    """Does the merged frame's mouth open as wide as the plate's (a laugh, a vowel)? The
+    openness is the inner lips' gap over the mouth's width: closed 0, a laugh about 0.3."""
+    upper, lower, left, right = MOUTH
+
+    def openness(points: np.ndarray) -> np.ndarray:
+        width = np.maximum(np.linalg.norm(points[:, left] - points[:, right], axis=-1), 1e-6)
+        return np.linalg.norm(points[:, upper] - points[:, lower], axis=-1) / width
+
+    open_found, open_truth = openness(found), openness(truth)
+    per_frame["mouth_openness_plate"] = _listed(open_truth)
+    per_frame["mouth_openness"] = _listed(np.where(ok, open_found, np.nan))
+    error, correlation = _followed(open_found, open_truth, ok)
+    return {"mouth_openness_error": error, "mouth_openness_correlation": correlation}
 
 
 def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
@@ -216,6 +244,7 @@ def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
     span = slice(rows[0], rows[-1] + 1)
     frames["per_frame"]["landmark_nme"] = _listed(np.where(ok, error, np.nan))
     return {**eye_metrics(found, truth, ok, frames["per_frame"]),
+            **mouth_metrics(found, truth, ok, frames["per_frame"]),
             "landmark_nme": float(np.mean(error[ok])) if ok.any() else None,
             "landmark_detected_fraction": float(ok.mean()),
             "jitter_ratio": float(jitter_px(in_plate[span]) / jitter_px(track.landmarks_raw[span]))}

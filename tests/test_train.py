@@ -125,7 +125,8 @@ def test_swap_and_metrics(straight_run, tiny_shot, cli):
         assert result.returncode == 0, result.stderr
     metrics = json.loads(ShotLayout(tiny_shot).eval_report.read_text())["metrics"]
     for key in ("landmark_nme", "jitter_ratio", "identity_distance_to_source",
-                "identity_distance_to_target", "eye_openness_error", "gaze_error"):
+                "identity_distance_to_target", "eye_openness_error", "gaze_error",
+                "mouth_openness_error"):
         assert key in metrics
     assert 0 <= metrics["eye_openness_error"] < 0.5 and 0 <= metrics["gaze_error"] < 1
     assert metrics["frames"] == 72 and metrics["landmark_detected_fraction"] > 0.5
@@ -169,6 +170,28 @@ def test_eye_figures_follow_the_lids_and_irises(tiny_shot):
                                                          abs=1e-3)  # the plate's openness
     assert closed["eye_openness_error"] > 0.15 and closed["eye_openness_correlation"] is None
     assert eye_metrics(looking_away, truth, ok, {})["gaze_error"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_mouth_figures_follow_the_lips(tiny_shot):
+    """Man B talks: his own landmarks follow his mouth perfectly; lips held shut through
+    his talk miss it by his mouth's mean openness."""
+    import numpy as np
+    from facegraft.common.track_file import load_track
+    from facegraft.ml.evaluate import MOUTH, mouth_metrics
+
+    truth = load_track(ShotLayout(tiny_shot).plate.track).landmarks[:, :, :2].astype(float)
+    ok = np.ones(len(truth), bool)
+    per_frame: dict = {}
+    same = mouth_metrics(truth, truth, ok, per_frame)
+    assert same["mouth_openness_error"] == 0
+    assert same["mouth_openness_correlation"] == pytest.approx(1)
+    talking = np.asarray(per_frame["mouth_openness_plate"])
+    assert talking.max() > 0.1 and talking.std() > 0.02
+    shut = truth.copy()
+    shut[:, MOUTH[0]] = truth[:, MOUTH[1]]
+    closed = mouth_metrics(shut, truth, ok, {})
+    assert closed["mouth_openness_error"] == pytest.approx(talking.mean(), abs=1e-3)
+    assert closed["mouth_openness_correlation"] is None
 
 
 def test_bad_checkpoints_and_inputs(straight_run, tiny_shot, tmp_path, cli):
@@ -447,31 +470,41 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
 
 
-def test_crops_with_shut_eyes_are_drawn_a_fifth_of_the_time(tiny_shot):
-    """A blink is a few frames in a hundred: the crops whose eyes are shut (the mesh's eye
-    openings in the region guide) are drawn for a fifth of the batch, so that the model
-    learns shut eyes; a shot without a blink, or with many, is drawn evenly."""
+def test_rare_expressions_are_drawn_more_often(tiny_shot):
+    """A blink is a few frames in a hundred, a laugh a few in ten: the crops whose eyes are
+    shut (the mesh's eye openings in the region guide) are drawn for a fifth of the batch
+    and those with the mouth wide open (its interior) for 30 %, so that the model learns
+    them; a shot with none, or with many, is drawn evenly."""
     import numpy as np
     from facegraft.common.dataset_file import load_dataset
     from facegraft.common.guides_file import REGION_LABELS
-    from facegraft.ml.train import eye_areas, eye_balanced_weights
+    from facegraft.ml.train import WIDE_MOUTH, expression_balanced_weights
 
     region = np.asarray(load_dataset(ShotLayout(tiny_shot).plate.dataset(TINY))["region"])
-    area = (region == REGION_LABELS["eyes"]).sum(axis=(1, 2))
-    region = region[area > 0.8 * np.median(area)].copy()  # man B's frames with open eyes
-    assert len(region) > 20
+    eyes = (region == REGION_LABELS["eyes"]).sum(axis=(1, 2))
+    mouth = (region == REGION_LABELS["mouth_interior"]).sum(axis=(1, 2))
+    calm = (eyes > 0.8 * np.median(eyes)) & (mouth <= WIDE_MOUTH * TINY * TINY)
+    assert calm.sum() > 20
+    region = np.resize(region[calm], (400, TINY, TINY))  # man B, eyes open, mouth narrow
 
     def weights(region: np.ndarray) -> torch.Tensor:  # read in chunks of 7 rows
-        return eye_balanced_weights(eye_areas(region, np.arange(len(region)), chunk=7))
+        return expression_balanced_weights(region, np.arange(len(region)), chunk=7)
+
+    def drawn(weights: torch.Tensor) -> np.ndarray:
+        return torch.multinomial(weights, 20000, replacement=True,
+                                 generator=torch.Generator().manual_seed(0)).numpy()
 
     even = weights(region)
     assert torch.allclose(even, even[0].expand_as(even))
-    shut = np.arange(len(region)) % 20 == 0
-    lids = shut[:, None, None] & (region == REGION_LABELS["eyes"])
-    region[lids] = REGION_LABELS["skin"]
-    drawn = torch.multinomial(weights(region), 20000, replacement=True,
-                              generator=torch.Generator().manual_seed(0)).numpy()
-    assert abs(shut[drawn].mean() - 0.2) < 0.015, shut[drawn].mean()
-    region[np.arange(len(region)) % 3 == 0] = REGION_LABELS["skin"]  # a third shut: as is
+    index = np.arange(len(region))  # each drawn on its own: as often shut when wide
+    shut, wide = index % 20 == 0, (index // 20) % 10 == 5
+    region[shut[:, None, None] & (region == REGION_LABELS["eyes"])] = REGION_LABELS["skin"]
+    region[wide, TINY * 3 // 4 - 3:TINY * 3 // 4 + 3, TINY // 2 - 3:TINY // 2 + 3] = (
+        REGION_LABELS["mouth_interior"])  # 36 px, over 0.4 % of the crop
+    draws = drawn(weights(region))
+    assert abs(shut[draws].mean() - 0.2) < 0.015, shut[draws].mean()
+    assert abs(wide[draws].mean() - 0.3) < 0.015, wide[draws].mean()
+    region[region == REGION_LABELS["mouth_interior"]] = REGION_LABELS["skin"]
+    region[index % 3 == 0] = REGION_LABELS["skin"]  # a third shut, every mouth shut: as is
     many = weights(region)
     assert torch.allclose(many, many[0].expand_as(many))
