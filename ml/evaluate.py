@@ -188,7 +188,8 @@ def _eye_openness_and_gaze(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(openness, axis=0), np.stack(gaze, axis=1)
 
 
-def _followed(found: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> tuple:
+def _followed(found: np.ndarray, truth: np.ndarray, ok: np.ndarray
+              ) -> tuple[float | None, float | None]:
     """Mean absolute difference of a per-frame measure over the ``ok`` frames, and its
     correlation with the plate's over the shot (None where the plate's does not vary)."""
     varied = ok.sum() > 2 and np.std(truth[ok]) > 0.01 and np.std(found[ok]) > 1e-6

@@ -4,9 +4,8 @@ Each step draws half a batch from each identity's dataset (memory-mapped; no vid
 decoded; crops with shut eyes or a wide-open mouth drawn more often, see
 ``expression_balanced_weights``), warps and colour-jitters the encoder's input (the target
 stays put: it must line up with the guides), and reconstructs each identity with its own
-decoder. The loss is, inside the face
-mask, L1 plus 1 - SSIM with the eyes, lips and mouth weighted higher, plus a binary
-cross-entropy for the predicted mask.
+decoder. The loss is, inside the face mask, L1 plus 1 - SSIM with the eyes, lips and
+mouth weighted higher, plus a binary cross-entropy for the predicted mask.
 
 Everything random in a step is drawn from a generator seeded by (seed, step), so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
