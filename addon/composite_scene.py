@@ -382,6 +382,12 @@ def setup_composite(scene: bpy.types.Scene, merge_folder: Path, exr_folder: Path
         raise FaceGraftError(f"{where}: no FaceGraft scene (run Build Scene first)")
     if scene.active_clip is None:
         raise FaceGraftError(f"{where}: the scene has no plate clip")
+    # Blender renders a clip whose file is gone as black, without a word: the face would
+    # be composited over nothing.
+    video = Path(bpy.path.abspath(scene.active_clip.filepath))
+    if not video.is_file():
+        raise FaceGraftError(f"{video}: the plate's video, which {where} shows, is missing "
+                             f"(moved or deleted?): put it back or run Build Scene again")
     meta, images = merge_images(merge_folder)
     if (meta["width"], meta["height"]) != (scene.render.resolution_x, scene.render.resolution_y):
         raise FaceGraftError(f"{merge_folder}: merged at {meta['width']}x{meta['height']}, the "

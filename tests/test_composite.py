@@ -264,6 +264,20 @@ def test_a_moved_shot_folder_renders_the_same(fast_run, tmp_path):
     assert np.array_equal(again, final)
 
 
+def test_a_plate_whose_video_is_gone_is_not_composited(fast_run, tmp_path):
+    """A clip whose file is missing renders black in Blender: the set-up refuses it with
+    the video's path and leaves the scene as it was."""
+    from facegraft.common.errors import FaceGraftError
+
+    scene = _artists_copy(fast_run, tmp_path / "gone.blend")
+    scene.active_clip.filepath = str(tmp_path / "moved_away.mp4")
+    with pytest.raises(FaceGraftError, match="moved_away.mp4: the plate's video"):
+        setup_composite(scene, _merge(fast_run), tmp_path / "exr", tmp_path)
+    assert bpy.data.scenes.get(FACE_SCENE) is None
+    tree = compat.compositor_tree(scene, create=False)
+    assert tree is None or tree.nodes.get(GROUP_NODE) is None
+
+
 def test_a_scene_without_a_compositor_composites(fast_run, tmp_path):
     """Blender 5.0 keeps the compositor in a node group a scene may not have."""
     scene = _artists_copy(fast_run, tmp_path / "bare.blend")
