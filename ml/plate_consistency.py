@@ -12,8 +12,8 @@ rim meets the background), the mouth's interior (teeth and tongue come and go) a
 eyes (lids close). Thin and small disagreements (a feature's edge a pixel off, a
 highlight) are dropped. What remains are seeds: a graph cut (GrabCut) on the crop's colours
 grows each over the pixels that look like it, including the rim, eyes and mouth the cue
-could not judge, and stops where the face is certainly the face, so a hand's fingers and
-the part of a prop past the face's outline are kept with it.
+could not judge, and stops where the face is certainly the face, so the part of a prop
+over the rim or past the face's outline is kept with it.
 """
 
 from __future__ import annotations
