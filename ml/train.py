@@ -117,7 +117,7 @@ class FootageData:
 SHUT_EYES = 0.5  # eyes' area under half the shot's median: shut or closing
 SHUT_EYES_SHARE = 0.2  # of the crops drawn, at least (when the shot has any)
 WIDE_MOUTH = 0.004  # the mouth's interior over 0.4 % of the crop: a laugh, a shout
-WIDE_MOUTH_SHARE = 0.3
+WIDE_MOUTH_SHARE = 0.3  # of the crops drawn, at least (when the shot has any)
 
 
 def region_areas(region: np.ndarray, rows: np.ndarray, labels: tuple[int, ...],

@@ -490,10 +490,6 @@ def test_rare_expressions_are_drawn_more_often(tiny_shot):
     def weights(region: np.ndarray) -> torch.Tensor:  # read in chunks of 7 rows
         return expression_balanced_weights(region, np.arange(len(region)), chunk=7)
 
-    def drawn(weights: torch.Tensor) -> np.ndarray:
-        return torch.multinomial(weights, 20000, replacement=True,
-                                 generator=torch.Generator().manual_seed(0)).numpy()
-
     even = weights(region)
     assert torch.allclose(even, even[0].expand_as(even))
     index = np.arange(len(region))  # each drawn on its own: as often shut when wide
@@ -501,7 +497,8 @@ def test_rare_expressions_are_drawn_more_often(tiny_shot):
     region[shut[:, None, None] & (region == REGION_LABELS["eyes"])] = REGION_LABELS["skin"]
     region[wide, TINY * 3 // 4 - 3:TINY * 3 // 4 + 3, TINY // 2 - 3:TINY // 2 + 3] = (
         REGION_LABELS["mouth_interior"])  # 36 px, over 0.4 % of the crop
-    draws = drawn(weights(region))
+    draws = torch.multinomial(weights(region), 20000, replacement=True,
+                              generator=torch.Generator().manual_seed(0)).numpy()
     assert abs(shut[draws].mean() - 0.2) < 0.015, shut[draws].mean()
     assert abs(wide[draws].mean() - 0.3) < 0.015, wide[draws].mean()
     region[region == REGION_LABELS["mouth_interior"]] = REGION_LABELS["skin"]
