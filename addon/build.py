@@ -42,6 +42,7 @@ from ..common.head_pose import matrix_to_quat_trans, neutral_shape
 from ..common.point_cache import pc2_is_complete, write_pc2
 from ..common.samples import sha256_of
 from ..common.shot_layout import FootageFolder, ShotLayout
+from ..common.stage_table import revision
 from ..common.track_file import Track, load_track
 from .blend_file import save_blend_atomic
 
@@ -54,7 +55,6 @@ CM_TO_M = 0.01
 SENSOR_HEIGHT_MM = 24.0
 ROLE = "facegraft_role"
 BUILD_KEY = "facegraft_build_key"  # scene property: build_key() of what was built
-BUILD_REVISION = 2  # bump when the same track builds a different scene
 
 
 def _hold_absent(values: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -205,7 +205,7 @@ def build_into_scene(scene: bpy.types.Scene, shot: Path, role: str = "plate",
 def build_key(footage: FootageFolder, video: Path) -> str:
     """What a built scene is made from: the track file and the footage."""
     return hashlib.sha256(json.dumps([sha256_of(footage.track), str(Path(video).resolve()),
-                                      BUILD_REVISION]).encode()).hexdigest()
+                                      revision("build")]).encode()).hexdigest()
 
 
 def build_blend(shot: Path, role: str = "plate", video: Path | None = None) -> Path:

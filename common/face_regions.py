@@ -22,6 +22,16 @@ RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
 LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
 
 REGION_NAMES = ("skin", "brows", "eyes", "lips", "mouth_interior")
+# The inner lips' middles (upper, lower) and the mouth's inner corners.
+MOUTH_OPENING = (13, 14, 78, 308)
+
+
+def mouth_openness(points: np.ndarray) -> np.ndarray:
+    """The inner lips' gap over the mouth's width of landmarks (..., P, 2 or 3): a closed
+    mouth about 0.01, a vowel 0.1-0.2, a laugh about 0.3."""
+    upper, lower, left, right = (points[..., i, :] for i in MOUTH_OPENING)
+    width = np.maximum(np.linalg.norm(left - right, axis=-1), 1e-9)
+    return np.linalg.norm(upper - lower, axis=-1) / width
 
 
 def _inside_or_on(points: np.ndarray, loop: np.ndarray) -> np.ndarray:

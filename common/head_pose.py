@@ -18,6 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Intrinsics, backproject, project, transform_points
+from .face_regions import mouth_openness
+
+# A neutral face's lips are closed: their gap at most this share of the mouth's width (the
+# calmest frames of the sample performers who close their mouths measure 0.010-0.017).
+LIPS_CLOSED = 0.03
+# Under this deviation of the openness over the frames the mouth barely moves: there is no
+# motion to learn how this person's lips close.
+STILL_MOUTH = 0.02
 
 
 def metric_landmarks(
@@ -103,10 +111,32 @@ def neutral_shape(metric: np.ndarray, blendshapes: np.ndarray, names: list[str],
                   present: np.ndarray, calm_fraction: float = 0.2) -> np.ndarray:
     """A person's neutral face, (P, 3): the per-vertex median shape over the frames with
     the least expression (the lowest ``calm_fraction`` by the sum of their blendshapes,
-    gaze and "_neutral" left out). A median over all frames of a talking or smiling
-    performer has a half-open mouth, which transfers as lips that cross when closed."""
+    gaze and "_neutral" left out), its lips closed (``closed_lips``). A median over all
+    frames of a talking or smiling performer has a half-open mouth, which transfers as
+    lips that cross when closed; and a performer who talks through the whole shot parts
+    his lips even in his calmest frames (on a small face the blendshapes miss it), which
+    would transfer as a mouth that opens less than his."""
     counted = np.array([not (n.startswith("eyeLook") or n == "_neutral") for n in names])
     frames = np.flatnonzero(present)
     score = np.nansum(blendshapes[frames][:, counted], axis=1)
     calm = frames[np.argsort(score)[: max(1, int(round(len(frames) * calm_fraction)))]]
-    return np.median(metric[calm], axis=0)
+    return closed_lips(np.median(metric[calm], axis=0), metric[frames])
+
+
+def closed_lips(neutral: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """``neutral`` (P, 3) with its lips closed to ``LIPS_CLOSED`` along the motion that
+    opens this person's mouth in their ``shapes`` (F, P, 3): each vertex's least-squares
+    slope against the mouth's openness, so the jaw and chin follow the lips. Unchanged
+    when already closed, or when the mouth barely moves."""
+    opening = float(mouth_openness(neutral))
+    shapes = shapes[np.isfinite(shapes).all(axis=(1, 2))]
+    openness = mouth_openness(shapes)
+    if opening <= LIPS_CLOSED or len(shapes) < 2 or openness.std() < STILL_MOUTH:
+        return neutral
+    spread = openness - openness.mean()
+    slope = np.einsum("f,fpc->pc", spread, shapes - shapes.mean(axis=0)) / (spread @ spread)
+    # The openness is a distance, not linear in the step: the step that lands nearest.
+    steps = np.linspace(0.0, 2 * (opening - LIPS_CLOSED), 201)
+    candidates = neutral[None] - steps[:, None, None] * slope[None]
+    best = np.argmin(np.abs(mouth_openness(candidates) - LIPS_CLOSED))
+    return candidates[best]

@@ -48,6 +48,7 @@ from ..common.atomic import write_bytes_atomic
 from ..common.crop import apply, for_opencv, invert
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
+from ..common.face_regions import mouth_openness
 from ..common.merge_file import frame_path, load_merge_meta
 from ..common.profiles import get_profile
 from ..common.shot_layout import ShotLayout
@@ -211,21 +212,11 @@ def eye_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray, per_frame:
             "gaze_error": float(gaze[looking].mean()) if looking.any() else None}
 
 
-# MediaPipe face mesh: the inner lips' middles (upper, lower) and the mouth's inner corners.
-MOUTH = (13, 14, 78, 308)
-
-
 def mouth_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray,
                   per_frame: dict) -> dict:
     """Does the merged frame's mouth open as wide as the plate's (a laugh, a vowel)? The
     openness is the inner lips' gap over the mouth's width: closed 0, a laugh about 0.3."""
-    upper, lower, left, right = MOUTH
-
-    def openness(points: np.ndarray) -> np.ndarray:
-        width = np.maximum(np.linalg.norm(points[:, left] - points[:, right], axis=-1), 1e-6)
-        return np.linalg.norm(points[:, upper] - points[:, lower], axis=-1) / width
-
-    open_found, open_truth = openness(found), openness(truth)
+    open_found, open_truth = mouth_openness(found), mouth_openness(truth)
     per_frame["mouth_openness_plate"] = _listed(open_truth)
     per_frame["mouth_openness"] = _listed(np.where(ok, open_found, np.nan))
     error, correlation = _followed(open_found, open_truth, ok)

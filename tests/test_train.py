@@ -176,8 +176,9 @@ def test_mouth_figures_follow_the_lips(tiny_shot):
     """Man B talks: his own landmarks follow his mouth perfectly; lips held shut through
     his talk miss it by his mouth's mean openness."""
     import numpy as np
+    from facegraft.common.face_regions import MOUTH_OPENING as MOUTH
     from facegraft.common.track_file import load_track
-    from facegraft.ml.evaluate import MOUTH, mouth_metrics
+    from facegraft.ml.evaluate import mouth_metrics
 
     truth = load_track(ShotLayout(tiny_shot).plate.track).landmarks[:, :, :2].astype(float)
     ok = np.ones(len(truth), bool)

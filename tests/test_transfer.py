@@ -49,6 +49,35 @@ def _evaluated_shapes(frames):
     return np.array(out)
 
 
+def test_a_performer_who_never_closes_his_mouth_gets_a_closed_neutral(plate_shot,
+                                                                      monkeypatch):
+    """Man C talks through all of carphone_pristine.mp4 and on his small face the
+    blendshapes miss his parted lips: his calmest frames' median has the mouth open, and
+    the swap opened its mouth that much less than his. Man B's frames with his lips apart
+    stand for such a talker: the neutral of those alone closes along his own mouth's
+    motion, towards the neutral of all his frames."""
+    import facegraft.common.head_pose as head_pose
+    from facegraft.common.face_regions import LIPS_INNER, LIPS_OUTER, mouth_openness
+
+    plate = load_track(ShotLayout(plate_shot).plate.track)
+    metric, names = plate.metric_landmarks_raw[:, :468], plate.meta["blendshape_names"]
+    true = neutral_shape(metric, plate.blendshapes_raw, names, plate.present)
+    talking = plate.present & (mouth_openness(metric) > 0.05)
+    assert talking.sum() > 30 and mouth_openness(true) < head_pose.LIPS_CLOSED
+    closed = neutral_shape(metric, plate.blendshapes_raw, names, talking)
+    monkeypatch.setattr(head_pose, "LIPS_CLOSED", 1.0)  # the calm frames' median as it is
+    parted = neutral_shape(metric, plate.blendshapes_raw, names, talking)
+    lips = list(LIPS_INNER + LIPS_OUTER)
+
+    def lips_off(shape: np.ndarray) -> float:  # cm
+        return float(np.sqrt(((shape[lips] - true[lips]) ** 2).sum(axis=1).mean()))
+
+    print(f"openness {mouth_openness(parted):.3f} -> {mouth_openness(closed):.3f}, lips "
+          f"{lips_off(parted):.2f} -> {lips_off(closed):.2f} cm from his neutral")
+    assert mouth_openness(parted) > 0.15 and mouth_openness(closed) < 0.05
+    assert lips_off(closed) < 0.7 * lips_off(parted)
+
+
 def test_source_shape_with_plate_expression(plate_shot):
     layout = ShotLayout(plate_shot)
     transfer_blend(plate_shot)
