@@ -388,6 +388,11 @@ def setup_composite(scene: bpy.types.Scene, merge_folder: Path, exr_folder: Path
     if not video.is_file():
         raise FaceGraftError(f"{video}: the plate's video, which {where} shows, is missing "
                              f"(moved or deleted?): put it back or run Build Scene again")
+    if os.path.normpath(video) != str(video.resolve()):
+        # The plate's folder is reached through a link (into another shot, say): Blender
+        # rebases relative paths on save by collapsing ".." before the link, so the saved
+        # shot would show a clip beside the link's folder, black. Its real place is kept.
+        scene.active_clip.filepath = str(video.resolve())
     meta, images = merge_images(merge_folder)
     if (meta["width"], meta["height"]) != (scene.render.resolution_x, scene.render.resolution_y):
         raise FaceGraftError(f"{merge_folder}: merged at {meta['width']}x{meta['height']}, the "

@@ -278,6 +278,24 @@ def test_a_plate_whose_video_is_gone_is_not_composited(fast_run, tmp_path):
     assert tree is None or tree.nodes.get(GROUP_NODE) is None
 
 
+def test_a_plate_folder_linked_from_elsewhere_composites_over_the_plate(fast_run, tmp_path):
+    """A TD links a plate's folder into a shot at another depth: Blender opens the plate's
+    scene through the link, but collapsed ".." before the link when it saved the shot's
+    .blend, so the clip pointed beside the link and the face was composited over black."""
+    from facegraft.addon.composite import composite_shot
+
+    shot = tmp_path / "elsewhere" / "deeper" / "shot"
+    shot.mkdir(parents=True)
+    layout, original = ShotLayout(shot), ShotLayout(fast_run.out)
+    layout.plate.path.symlink_to(original.plate.path.resolve())
+    (shot / _merge(fast_run).name).symlink_to(_merge(fast_run).resolve())  # as they are
+    composite_shot(shot, "tiny", frames=(FRAME, FRAME), progress_mode="none")
+    bpy.ops.wm.open_mainfile(filepath=str(layout.composite_blend), load_ui=False)
+    assert os.path.isfile(bpy.path.abspath(bpy.context.scene.active_clip.filepath))
+    made, want = (cv2.imread(str(folder.final_frame(FRAME))) for folder in (layout, original))
+    assert np.abs(made.astype(int) - want).mean() < 1, "not the original shot's frame"
+
+
 def test_a_scene_without_a_compositor_composites(fast_run, tmp_path):
     """Blender 5.0 keeps the compositor in a node group a scene may not have."""
     scene = _artists_copy(fast_run, tmp_path / "bare.blend")
