@@ -37,7 +37,7 @@ NUM_REGIONS = 6  # background + the five of common/guides_file.REGION_LABELS
 GUIDE_SETS = {"mesh": 3 + 2 + NUM_REGIONS,  # normals, uv, region one-hot
               "texture": 3,  # the albedo render, RGB
               "eyes": 1}  # the iris guide
-OCCLUSION_GUIDE_SETS = ("mesh", "eyes")  # the same for either identity
+OCCLUSION_GUIDE_SETS = ("mesh", "eyes")  # the geometry: the same for either identity
 ALL_GUIDES = tuple(GUIDE_SETS)
 assert ALL_GUIDES == GUIDE_NAMES  # the command line's names (common/profiles.py)
 GUIDE_CHANNELS = sum(GUIDE_SETS.values())
@@ -58,8 +58,11 @@ class SwapConfig:
     occlusion: bool = True  # an occlusion head: what stands in front of the face
     occlusion_channels: int = 16  # its width at full resolution
     # The head also sees the frame's geometry guides (mesh, eyes: where the face, its eyes
-    # and mouth should be), never the texture render (the source's at swap time).
+    # and mouth should be), and the face's own texture rendered under the frame's light
+    # (what the face looks like there with nothing in front of it; the plate's at swap
+    # time, never the source's).
     occlusion_guides: bool = True
+    occlusion_sees_texture: bool = True
 
     @property
     def use_guides(self) -> bool:
@@ -71,10 +74,11 @@ class SwapConfig:
 
     @property
     def occlusion_guide_sets(self) -> tuple[str, ...]:
-        """The guide sets the occlusion head sees: the geometric ones the model has."""
+        """The guide sets the occlusion head sees, of those the model has."""
         if not self.occlusion_guides:
             return ()
-        return tuple(name for name in self.guides if name in OCCLUSION_GUIDE_SETS)
+        wanted = OCCLUSION_GUIDE_SETS + (("texture",) if self.occlusion_sees_texture else ())
+        return tuple(name for name in self.guides if name in wanted)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +91,7 @@ class SwapConfig:
             values.setdefault("texture_base", False)
         values.setdefault("occlusion", False)  # checkpoints before the occlusion head
         values.setdefault("occlusion_guides", False)  # and before it saw the guides
+        values.setdefault("occlusion_sees_texture", False)  # or the face's own texture
         values["guides"] = tuple(values.get("guides", ALL_GUIDES))
         unknown = [name for name in values["guides"] if name not in GUIDE_SETS]
         if unknown:

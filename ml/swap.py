@@ -156,7 +156,8 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None,
         # Always a whole batch (the last row repeated): the convolutions' arithmetic depends
         # on the batch's shape, so a farm chunk's short batch would round differently.
         whole = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch))])
-        faces, mattes = _swap_batch(model, data, guides, textures, whole, device)
+        faces, mattes = _swap_batch(model, data, guides, textures, plate_texture, whole,
+                                    device)
         rgba[at] = faces[:len(batch)]
         occlusion[at] = np.maximum(mattes[:len(batch)],
                                    inconsistency_mattes(data, batch, plate_texture))
@@ -167,18 +168,22 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None,
     return present
 
 
-def _occlusion_guides(model: SwapModel, data: dict, rows: np.ndarray) -> torch.Tensor:
+def _occlusion_guides(model: SwapModel, data: dict, rows: np.ndarray,
+                      plate_texture: Texture) -> torch.Tensor:
     """The guides the occlusion head saw in training for the plate's crops: the plate's own
-    geometry (its dataset's), not the source-shaped guides; the texture channels, which the
-    head skips, left empty."""
-    arrays = guide_arrays(data, rows, None, None, model.config.occlusion_guide_sets)
-    arrays["render"] = np.zeros((*arrays["region"].shape, 3), np.uint8)
+    geometry (its dataset's), not the source-shaped guides, and the plate's own texture
+    under each frame's light; the channels the head skips left empty."""
+    sets = model.config.occlusion_guide_sets
+    arrays = guide_arrays(data, rows, plate_texture, plate_texture, sets)
+    if "texture" not in sets:
+        arrays["render"] = np.zeros((*arrays["region"].shape, 3), np.uint8)
     return guides_tensor(arrays, model.config.guides)
 
 
 @torch.no_grad()
 def _swap_batch(model: SwapModel, data: dict, guides, textures: tuple | None,
-                rows: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+                plate_texture: Texture, rows: np.ndarray, device: torch.device
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The source decoder's RGBA and the occlusion head's matte (uint8) of ``rows``."""
     image = torch.from_numpy(np.asarray(data["rgb"][rows])).permute(0, 3, 1, 2)
     image = image.float().to(device) / 255
@@ -191,7 +196,7 @@ def _swap_batch(model: SwapModel, data: dict, guides, textures: tuple | None,
             face = torch.from_numpy(np.asarray(data["mask"][rows]) > 0).float()
             occluded = torch.sigmoid(model.occlusion(
                 image, face.unsqueeze(1).to(device),
-                _occlusion_guides(model, data, rows).to(device)))
+                _occlusion_guides(model, data, rows, plate_texture).to(device)))
     out = torch.cat([rgb.float(), torch.sigmoid(mask.float())], dim=1)
     as_bytes = lambda t: (t.cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
     occlusion = (as_bytes(occluded.float()[:, 0]) if occluded is not None

@@ -242,29 +242,37 @@ def test_model_sizes_and_ablation_switch():
             p.numel() for p in guided.parameters())
 
 
-def test_occlusion_head_sees_the_geometry_guides_and_old_models_load():
+def test_occlusion_head_sees_the_guides_and_old_models_load():
     """The occlusion head reads the frame's mesh and eye guides (where the face, its eyes
-    and mouth should be) but never the texture render; a model saved before it did
-    builds the head without them."""
+    and mouth should be) and the face's own texture render (what it looks like there with
+    nothing in front of it); a model saved before it saw the texture, or any guide, builds
+    the head without them."""
     from facegraft.ml.model import GUIDE_CHANNELS, SwapConfig
 
     config = PROFILES["tiny"]
-    head = SwapModel(config).occlusion.eval()
     size = config.resolution
     image, face = torch.rand(1, 3, size, size), torch.ones(1, 1, size, size)
     guides = torch.rand(1, GUIDE_CHANNELS, size, size)
-    with torch.no_grad():
-        base = head(image, face, guides)
-        texture_changed = guides.clone()
-        texture_changed[:, 11:14] = torch.rand(1, 3, size, size)  # after mesh's 11
-        mesh_changed = guides.clone()
-        mesh_changed[:, :3] = torch.rand(1, 3, size, size)
-        assert torch.equal(head(image, face, texture_changed), base)
-        assert not torch.equal(head(image, face, mesh_changed), base)
-    old = {k: v for k, v in config.to_dict().items() if k != "occlusion_guides"}
-    old_head = SwapModel(SwapConfig.from_dict({**old, "occlusion": True})).occlusion
-    assert old_head.down[0][0].in_channels == 4  # the crop and the face coverage only
-    assert old_head(image, face, guides).shape == (1, 1, size, size)
+    texture_changed = guides.clone()
+    texture_changed[:, 11:14] = torch.rand(1, 3, size, size)  # after mesh's 11
+    mesh_changed = guides.clone()
+    mesh_changed[:, :3] = torch.rand(1, 3, size, size)
+
+    def reads(head: torch.nn.Module, changed: torch.Tensor) -> bool:
+        with torch.no_grad():
+            return not torch.equal(head(image, face, changed), head(image, face, guides))
+
+    head = SwapModel(config).occlusion.eval()
+    assert reads(head, texture_changed) and reads(head, mesh_changed)
+    saved = config.to_dict()
+    del saved["occlusion_sees_texture"]
+    before_texture = SwapModel(SwapConfig.from_dict(saved)).occlusion.eval()
+    assert before_texture.down[0][0].in_channels == 4 + 11 + 1  # crop, coverage, mesh, eyes
+    assert reads(before_texture, mesh_changed) and not reads(before_texture, texture_changed)
+    del saved["occlusion_guides"]
+    before_guides = SwapModel(SwapConfig.from_dict({**saved, "occlusion": True})).occlusion
+    assert before_guides.down[0][0].in_channels == 4  # the crop and the face coverage only
+    assert before_guides(image, face, guides).shape == (1, 1, size, size)
 
 
 def test_the_plates_occlusion_loss_counts_only_near_pasted_occluders():
