@@ -505,6 +505,10 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
     start_processes(ranks)
     try:
         model_dir = _train(layout, options, resume, progress_mode, guides, ranks)
+        # The others wait while the first writes its last checkpoint and preview, so no
+        # process leaves the group while another may still use it: gloo can abort a
+        # process (SIGABRT) that tears its group down under a peer still at work.
+        wait_for_all(ranks)
         return model_dir if ranks.is_main else None
     finally:
         stop_processes(ranks)
