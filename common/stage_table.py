@@ -322,7 +322,7 @@ STAGES: tuple[Stage, ...] = (
           "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
               SHOT, PROFILE, COLOR, ERODE, FEATHER, MOUTH, SHADING, DETAIL, FORCE, CHUNK),
-          revision=3),
+          revision=4),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",

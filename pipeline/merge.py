@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..common.canonical_mesh import load_canonical_mesh
 from ..common.crop import apply, for_opencv, invert
 from ..common.dataset_file import load_dataset
 from ..common.errors import FaceGraftError
@@ -53,7 +54,7 @@ from ..common.stage_table import revision
 from ..common.swap_file import load_swap
 from ..common.texture_file import texture_key
 from ..common.track_file import load_track
-from .texture import Texture, load_texture, render_face, to_linear, to_srgb
+from .texture import Texture, load_texture, look_up, render_face, texel_map, to_linear, to_srgb
 from .video import VideoInfo, probe_video, read_frames
 
 # Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
@@ -62,6 +63,8 @@ PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
 WRITERS = 2  # PNG encoding releases the GIL: encode on both cores while the next frame warps
 OCCLUSION_CLIP = (0.15 * 255, 0.85 * 255)  # the occlusion head's matte: black and white points
 SHADED_REGIONS = (REGION_LABELS["skin"], REGION_LABELS["brows"], REGION_LABELS["lips"])
+HAIR_SHADE = 0.6  # upper-face texels darker than this share of the skin's median are hair
+NOSE_TIP = 1  # MediaPipe's vertex: hair is looked for above it (not the beard, the lips)
 
 
 @dataclass
@@ -217,6 +220,7 @@ class MergeInputs:
     corrections: Path  # the artist's occlusion frames
     source_texture: Texture | None = None
     plate_texture: Texture | None = None
+    hairline: np.ndarray | None = None  # (T, T) float32 in the UV layout, see hair_in_uv
 
     @property
     def textured(self) -> bool:
@@ -317,7 +321,39 @@ def _open_inputs(layout: ShotLayout, swap_folder: Path, options: MergeOptions) -
     if texture_key(layout.source.texture) and texture_key(layout.plate.texture):
         inputs.source_texture = load_texture(layout.source.texture)
         inputs.plate_texture = load_texture(layout.plate.texture)
+        inputs.hairline = np.maximum(hair_in_uv(inputs.source_texture.albedo),
+                                     hair_in_uv(inputs.plate_texture.albedo))
     return inputs
+
+
+def hair_in_uv(albedo: np.ndarray) -> np.ndarray:
+    """Where a person's hair lies on the face mesh (fringe, temples, sideburns), (T, T)
+    float32 in the UV layout, soft-edged: the upper face's texels much darker than the
+    person's skin, in patches that reach the mesh's outline (hair comes in from outside
+    the face; lashes and moles do not). A face swap replaces the face, not the hairstyle:
+    where either person's hair is, the plate shows (else the source's fringe, cut off by
+    the mesh's edge, would be a dark band across the plate's forehead). An artist who wants
+    the source's hairline paints it out of the source's albedo."""
+    size = albedo.shape[0]
+    texels = texel_map(size)
+    luminance = (albedo @ np.array([0.2126, 0.7152, 0.0722], np.float32)).reshape(-1)
+    skin = texels.index[texels.region == REGION_LABELS["skin"]]
+    nose_row = (1 - load_canonical_mesh().uvs[NOSE_TIP, 1]) * size
+    upper = skin[skin // size < nose_row]
+    dark = np.zeros(size * size, np.uint8)
+    dark[upper[luminance[upper] < HAIR_SHADE * np.median(luminance[skin])]] = 1
+    dark = dark.reshape(size, size)
+    step = max(3, size // 100)
+    dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((step, step), np.uint8))
+    covered = np.zeros(size * size, np.uint8)
+    covered[texels.index] = 1
+    covered = covered.reshape(size, size)
+    rim = covered - cv2.erode(covered, np.ones((2 * step + 1, 2 * step + 1), np.uint8))
+    count, labels = cv2.connectedComponents(dark)
+    reaching = np.unique(labels[(rim > 0) & (dark > 0)])
+    hair = np.isin(labels, reaching[reaching > 0]).astype(np.float32)
+    hair = cv2.dilate(hair, np.ones((step, step), np.uint8))
+    return cv2.GaussianBlur(hair, (0, 0), step)
 
 
 def _corrections_key(folder: Path) -> list:
@@ -443,6 +479,8 @@ def merge_frame(inputs: MergeInputs, row: int, params) -> tuple[np.ndarray, ...]
     region = np.asarray(inputs.guides.region[row])
     face[..., 3] = np.where(region > 0, face[..., 3], 0)
     matte = crop_matte(region, np.asarray(inputs.guides.normals[row]), options)
+    if inputs.hairline is not None:  # the plate's hairline, not the source's
+        matte *= 1 - look_up(inputs.hairline, np.asarray(inputs.guides.uv[row]))
     plate_face, plate_matte = _plate_space(face, matte, crop, inputs.info)
     detail = _texture_detail(inputs, row, crop)
     if detail is not None:

@@ -125,17 +125,22 @@ def relight(normals: np.ndarray, lighting: np.ndarray, base: np.ndarray) -> np.n
     return np.clip(ratio, 1 / MAX_RELIGHT, MAX_RELIGHT)
 
 
+def look_up(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """``image`` (an albedo or another map in the UV layout) at each pixel of a UV guide
+    (encoded as stored), bilinear."""
+    size = image.shape[0]
+    uv = decode_uv(uv)
+    x = (uv[..., 0] * size - 0.5).astype(np.float32)
+    y = ((1 - uv[..., 1]) * size - 0.5).astype(np.float32)
+    return cv2.remap(image, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def render_face(texture: Texture, uv: np.ndarray, normals: np.ndarray, region: np.ndarray,
                 lighting: np.ndarray) -> np.ndarray:
     """``texture``'s albedo rendered through a frame's guides (encoded as stored) under a
     frame's ``lighting`` (3, 9): sRGB uint8 (H, W, 3), black where there is no face and in
     the mouth's interior."""
-    size = texture.albedo.shape[0]
-    uv = decode_uv(uv)
-    x = uv[..., 0] * size - 0.5
-    y = (1 - uv[..., 1]) * size - 0.5
-    colour = cv2.remap(texture.albedo, x.astype(np.float32), y.astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    colour = look_up(texture.albedo, uv)
     lit = colour * relight(decode_normals(normals), lighting, texture.average_lighting)
     face = (region > 0) & (region != REGION_LABELS["mouth_interior"])
     return np.where(face[..., None], to_srgb(lit), 0).astype(np.uint8)

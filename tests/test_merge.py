@@ -128,3 +128,35 @@ def test_an_artists_occlusion_frame_cuts_the_matte(fast_run, tmp_path):
     other = cv2.imread(str(folder / "matte" / "matte_000006.png"), 0)
     assert matte[:, :320].max() == 0 and matte[:, 320:].max() > 200
     assert other[:, :320].max() > 200  # the other frames keep their face
+
+
+def test_the_plate_keeps_its_hairline_where_either_person_has_hair(fast_run):
+    """Hair is dark texels of the upper face that reach the mesh's outline: a fringe at the
+    top of the forehead is found, a mole and the lashes are not, and nothing below the
+    nose is (a beard is the face's). On the real textures: man A's fringe and temples,
+    none on man B (short hair, clear forehead)."""
+    from facegraft.common.canonical_mesh import load_canonical_mesh
+    from facegraft.pipeline.merge import hair_in_uv
+    from facegraft.pipeline.texture import load_texture
+
+    size = 256
+    uvs = load_canonical_mesh().uvs
+
+    def texel(vertex: int) -> tuple[int, int]:
+        return int(uvs[vertex, 0] * size), int((1 - uvs[vertex, 1]) * size)
+
+    albedo = np.full((size, size, 3), 0.3, np.float32)
+    cv2.circle(albedo, texel(10), 14, (0.02, 0.02, 0.02), -1)  # the forehead's top
+    cv2.circle(albedo, texel(9), 5, (0.02, 0.02, 0.02), -1)  # between the brows
+    cv2.circle(albedo, texel(152), 14, (0.02, 0.02, 0.02), -1)  # the chin's tip
+    hair = hair_in_uv(albedo)
+    (fx, fy), (mx, my), (cx, cy) = texel(10), texel(9), texel(152)
+    assert hair[fy + 6, fx] > 0.9  # just inside the outline
+    assert hair[my, mx] < 0.05 and hair[cy - 6, cx] < 0.05
+
+    layout = ShotLayout(fast_run.out)
+    source = hair_in_uv(load_texture(layout.source.texture).albedo)
+    plate = hair_in_uv(load_texture(layout.plate.texture).albedo)
+    below_nose = int((1 - uvs[1, 1]) * source.shape[0])
+    assert 0.01 < (source > 0.5).mean() < 0.1 and (plate > 0.5).mean() < 0.005
+    assert source[below_nose + 20:].max() < 0.05
