@@ -349,7 +349,7 @@ def hair_in_uv(albedo: np.ndarray) -> np.ndarray:
     covered[texels.index] = 1
     covered = covered.reshape(size, size)
     rim = covered - cv2.erode(covered, np.ones((2 * step + 1, 2 * step + 1), np.uint8))
-    count, labels = cv2.connectedComponents(dark)
+    _, labels = cv2.connectedComponents(dark)
     reaching = np.unique(labels[(rim > 0) & (dark > 0)])
     hair = np.isin(labels, reaching[reaching > 0]).astype(np.float32)
     hair = cv2.dilate(hair, np.ones((step, step), np.uint8))
