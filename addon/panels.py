@@ -100,6 +100,7 @@ def _draw_merge_look(layout, context) -> None:
     row.prop(shot, "feather")
     box.prop(shot, "shading")
     box.prop(shot, "detail")
+    box.prop(shot, "outline")
 
 
 def _run_row(row, layout, folder, name: str, label: str, operator: str, icon,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bpy
 
-from ..common.merge_file import COLOR_MODES, MOUTH_MODES, SHADING_MODES
+from ..common.merge_file import COLOR_MODES, MOUTH_MODES, OUTLINE_MODES, SHADING_MODES
 from ..common.profiles import PROFILES
 from ..common.stage_table import ShotSettings
 
@@ -23,6 +23,10 @@ MOUTH_ITEMS = [(mode, mode.title(), f"the mouth interior from the {mode}")
 SHADING_ITEMS = [("render", "CG Render", "the broad light of the source's texture rendered "
                   "under the plate's light"), ("none", "Network", "as the network made it")]
 assert [item[0] for item in SHADING_ITEMS] == list(SHADING_MODES)
+OUTLINE_ITEMS = [("plate", "Plate", "the plate's face outline: where the source's face is "
+                  "wider, the plate's background stays"),
+                 ("source", "Source", "the source's face outline, over the plate's background")]
+assert [item[0] for item in OUTLINE_ITEMS] == list(OUTLINE_MODES)
 
 
 # '//' paths: relative to the .blend. 4.5 and later ask for it (and warn without it);
@@ -71,6 +75,10 @@ class FaceGraftShot(bpy.types.PropertyGroup):
         name="Detail", default=1.0, min=0.0, max=4.0,
         description="How much of the source texture's fine detail to add at the plate's "
                     "resolution")
+    outline: bpy.props.EnumProperty(
+        name="Outline", default="plate", items=OUTLINE_ITEMS,
+        description="Whose face outline bounds the swap: the plate's (its background never "
+                    "shows the source's wider cheek) or the source's")
     use_frame_range: bpy.props.BoolProperty(
         name="Scene Frame Range Only", default=False,
         description="Work on the scene's frame range of the plate instead of all of it")
@@ -110,7 +118,7 @@ def shot_settings(scene: bpy.types.Scene) -> ShotSettings | None:
                         pick=tuple(float(v) for v in shot.pick) if shot.use_pick else None,
                         color=shot.color, mouth=shot.mouth, erode=round(shot.erode, 4),
                         feather=round(shot.feather, 4), shading=shot.shading,
-                        detail=round(shot.detail, 3))
+                        detail=round(shot.detail, 3), outline=shot.outline)
 
 
 def shot_folder(scene: bpy.types.Scene) -> Path | None:

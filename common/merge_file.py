@@ -10,8 +10,9 @@ one file per frame of the track so Blender reads them as plain image sequences:
   there is no swap);
 - ``matte/matte_<frame:06d>.png``: 8-bit grey, the matte the compositor lays the face
   with: the source-shaped mesh's coverage (mouth interior from the swap or the plate),
-  eroded, faded where the surface turns away from the camera, feathered, and cut where
-  something stands in front of the face;
+  within the plate's own face mesh unless the source's outline is asked for, eroded,
+  faded where the surface turns away from the camera, feathered, and cut where something
+  stands in front of the face;
 - ``occlusion/occlusion_<frame:06d>.png``: 8-bit grey, what stands in front of the face
   (255: an occluder): the model's occlusion matte, or the artist's corrected frame from
   ``SHOT/occlusion_corrected/`` where there is one;
@@ -34,6 +35,7 @@ MERGE_VERSION = 2
 COLOR_MODES = ("none", "mean", "meanstd", "hist")  # colour matching in Lab
 MOUTH_MODES = ("swap", "plate")  # where the mouth interior comes from
 SHADING_MODES = ("render", "none")  # the face's broad shading from the CG render, or not
+OUTLINE_MODES = ("plate", "source")  # whose face outline bounds the matte
 SEQUENCES = ("swap", "matte", "occlusion")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from .merge_file import COLOR_MODES, MOUTH_MODES, SHADING_MODES
+from .merge_file import COLOR_MODES, MOUTH_MODES, OUTLINE_MODES, SHADING_MODES
 from .profiles import GUIDE_NAMES, PROFILE_NAMES, PROFILES
 from .shot_layout import ROLES, SOURCE_IDENTITY_KEY, ShotLayout
 
@@ -239,6 +239,9 @@ SHADING = Option(("--shading",), "the face's broad shading from the CG render of
                  choices=SHADING_MODES, default="render")
 DETAIL = Option(("--detail",), "how much of the source texture's fine detail to add at the "
                 "plate's resolution (0 to 4)", type=detail_gain, default=1.0)
+OUTLINE = Option(("--outline",), "whose face outline bounds the swap: the plate's (its "
+                 "background never shows the source's wider cheek) or the source's",
+                 choices=OUTLINE_MODES, default="plate")
 CHUNK = Option(("--chunk",), "only these scene frames, FIRST-LAST, or part K/N of the "
                "footage (a farm task; the run without --chunk joins the chunks)",
                type=chunk_spec, metavar="FIRST-LAST|K/N")
@@ -294,7 +297,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("texture", "Texture", WORKER,
           "the face's albedo in UV space and each frame's light, from a footage",
           "pipeline.texture:make_texture", "SHOT/<role>/track.npz, dataset_<R>/, the footage",
-          "SHOT/<role>/texture/", (SHOT, ROLE, SIZE, FORCE)),
+          "SHOT/<role>/texture/", (SHOT, ROLE, SIZE, FORCE), revision=2),
     Stage("train", "Train", WORKER, "train the swap model on the shot's source and plate",
           "ml.train:train_shot", "SHOT/source/dataset_<R>/, SHOT/plate/dataset_<R>/",
           "SHOT/model_<profile>/", (
@@ -321,8 +324,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("merge", "Merge", WORKER, "the swapped faces back in plate space, with a matte",
           "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
-              SHOT, PROFILE, COLOR, ERODE, FEATHER, MOUTH, SHADING, DETAIL, FORCE, CHUNK),
-          revision=4),
+              SHOT, PROFILE, COLOR, ERODE, FEATHER, MOUTH, SHADING, DETAIL, OUTLINE, FORCE,
+              CHUNK),
+          revision=5),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",
@@ -357,7 +361,7 @@ STAGES: tuple[Stage, ...] = (
               STEPS, PLATE_FRAMES, SOURCE_FRAMES,
               Option(("--pick",), "follow the plate's face at this pixel of its first frame",
                      type=pixel, metavar="X,Y"),
-              GUIDES, COLOR, MOUTH, ERODE, FEATHER, SHADING, DETAIL)),
+              GUIDES, COLOR, MOUTH, ERODE, FEATHER, SHADING, DETAIL, OUTLINE)),
     Stage("worker-install", "Install Worker", BLENDER,
           "make FaceGraft's worker environment (the pinned packages) with this Python",
           "common.worker_environment:install_worker",
@@ -472,13 +476,15 @@ class ShotSettings:
     feather: float = FEATHER.default
     shading: str = SHADING.default
     detail: float = DETAIL.default
+    outline: str = OUTLINE.default
 
     def merge_look(self) -> list[str]:
         """The merge's options, those left at their defaults left out (a shot made before
         they were settings keeps its key)."""
         out = ["--color", self.color, "--mouth", self.mouth]
         for option, value in ((ERODE, self.erode), (FEATHER, self.feather),
-                              (SHADING, self.shading), (DETAIL, self.detail)):
+                              (SHADING, self.shading), (DETAIL, self.detail),
+                              (OUTLINE, self.outline)):
             if value != option.default:
                 out += [option.flags[0], str(value)]
         return out

@@ -39,6 +39,7 @@ from ..common.merge_file import (
     MERGE_FORMAT,
     MERGE_VERSION,
     MOUTH_MODES,
+    OUTLINE_MODES,
     SEQUENCES,
     SHADING_MODES,
     frame_path,
@@ -64,6 +65,10 @@ WRITERS = 2  # PNG encoding releases the GIL: encode on both cores while the nex
 OCCLUSION_CLIP = (0.15 * 255, 0.85 * 255)  # the occlusion head's matte: black and white points
 SHADED_REGIONS = (REGION_LABELS["skin"], REGION_LABELS["brows"], REGION_LABELS["lips"])
 HAIR_SHADE = 0.6  # upper-face texels darker than this share of the skin's median are hair
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709, of linear RGB
+# The texture's detail brightens or darkens the face at most this much: a texel of the
+# render far from its surroundings (a nostril's edge) should not punch through.
+MAX_DETAIL_GAIN = 2.0
 NOSE_TIP = 1  # MediaPipe's vertex: hair is looked for above it (not the beard, the lips)
 
 
@@ -74,6 +79,10 @@ class MergeOptions:
     feather: float = 0.03  # matte feather (blur width), as a fraction of the crop width
     mouth: str = "swap"  # the mouth interior from the swap or from the plate
     shading: str = "render"  # the face's broad shading from the CG render, or as it is
+    # Whose face outline bounds the matte. The plate's: where the source's face is wider,
+    # the plate's background stays (the network can only guess the cheek over a door and
+    # paints it pale). The source's: his face shape, for a background an artist repaints.
+    outline: str = "plate"
     detail: float = 1.0  # how much of the texture's fine detail to add at plate resolution
     color_smoothing_s: float = 0.5  # time constant of the colour statistics
 
@@ -84,6 +93,8 @@ class MergeOptions:
             raise FaceGraftError(f"mouth {self.mouth!r}: choose one of {MOUTH_MODES}")
         if self.shading not in SHADING_MODES:
             raise FaceGraftError(f"shading {self.shading!r}: choose one of {SHADING_MODES}")
+        if self.outline not in OUTLINE_MODES:
+            raise FaceGraftError(f"outline {self.outline!r}: choose one of {OUTLINE_MODES}")
         if not (0 <= self.erode < 0.25 and 0 <= self.feather < 0.25):
             raise FaceGraftError("erode and feather are fractions of the crop width "
                                  "from 0 to 0.25")
@@ -195,14 +206,14 @@ def plate_grain(video: Path, start: int, rows: np.ndarray, crops: np.ndarray,
 
 def merge_shot(shot: Path, profile: str = "cpu", color: str = "meanstd", erode: float = 0.015,
                feather: float = 0.03, mouth: str = "swap", shading: str = "render",
-               detail: float = 1.0, progress_mode: str = "bar", force: bool = False,
-               chunk: tuple[int, int] | None = None) -> Path:
+               detail: float = 1.0, outline: str = "plate", progress_mode: str = "bar",
+               force: bool = False, chunk: tuple[int, int] | None = None) -> Path:
     """Merge the shot's swap of ``profile`` into its merge folder; returns the folder.
     ``chunk``: only those scene frames, as a part the run without a chunk joins."""
     layout = ShotLayout(shot)
     name = get_profile(profile).name
     options = MergeOptions(color=color, erode=erode, feather=feather, mouth=mouth,
-                           shading=shading, detail=detail)
+                           shading=shading, detail=detail, outline=outline)
     return merge(layout, layout.swap(name), layout.merge(name), options, progress_mode, force,
                  chunk)
 
@@ -336,7 +347,7 @@ def hair_in_uv(albedo: np.ndarray) -> np.ndarray:
     the source's hairline paints it out of the source's albedo."""
     size = albedo.shape[0]
     texels = texel_map(size)
-    luminance = (albedo @ np.array([0.2126, 0.7152, 0.0722], np.float32)).reshape(-1)
+    luminance = (albedo @ LUMINANCE).reshape(-1)
     skin = texels.index[texels.region == REGION_LABELS["skin"]]
     nose_row = (1 - load_canonical_mesh().uvs[NOSE_TIP, 1]) * size
     upper = skin[skin // size < nose_row]
@@ -415,8 +426,8 @@ def _colour_parameters(inputs: MergeInputs, rows: np.ndarray) -> list:
 
 def _texture_detail(inputs: MergeInputs, row: int, crop: np.ndarray) -> tuple | None:
     """The source texture's detail finer than the model's pixels, rendered at plate
-    resolution on the face's box: (detail float32 (h, w, 3), where it goes (h, w) bool,
-    the box (x, y, w, h)); None when there is nothing to add."""
+    resolution on the face's box: (its gain in linear light float32 (h, w), where it goes
+    (h, w) bool, the box (x, y, w, h)); None when there is nothing to add."""
     if not inputs.textured or inputs.options.detail == 0:
         return None
     size = inputs.guides.region.shape[1]
@@ -435,20 +446,30 @@ def _texture_detail(inputs: MergeInputs, row: int, crop: np.ndarray) -> tuple | 
                                    flags=flags | (cv2.INTER_NEAREST if name == "region"
                                                   else cv2.INTER_LINEAR))
               for name in ("uv", "normals", "region")}
-    render = _render(inputs, row, arrays).astype(np.float32)
-    render = render.mean(axis=2, keepdims=True)  # luminance only: no colour fringes
+    # Luminance in linear light: the detail scales all three channels alike, so it darkens
+    # or brightens the skin without changing its hue (an offset in sRGB saturates a dark
+    # edge towards red: nostrils and lip lines came out as red outlines).
+    luminance = to_linear(_render(inputs, row, arrays)) @ LUMINANCE
     pixels_per_texel = 1 / np.hypot(crop[0, 0], crop[0, 1])  # plate px per crop px
     where = np.isin(arrays["region"], SHADED_REGIONS)
     # The high-pass sees only the face (a blur normalised by the face's coverage): the
     # edges of the mouth's opening and of the mesh would otherwise add lines.
     sigma = max(0.7 * pixels_per_texel, 0.5)
     inside = where.astype(np.float32)
-    low = cv2.GaussianBlur(render[..., 0] * inside, (0, 0), sigma) / np.maximum(
+    low = cv2.GaussianBlur(luminance * inside, (0, 0), sigma) / np.maximum(
         cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
     margin = max(3, int(round(2 * sigma)))
     inner = cv2.erode(where.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
-    detail = (render[..., 0] - low)[..., None] * inputs.options.detail
-    return detail, inner, (x0, y0, x1 - x0, y1 - y0)
+    gain = np.clip(luminance / np.maximum(low, 1e-4), 1 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN)
+    return gain ** inputs.options.detail, inner, (x0, y0, x1 - x0, y1 - y0)
+
+
+def with_detail(face: np.ndarray, gain: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``face`` (H, W, 3) sRGB uint8 with its pixels ``where`` scaled by ``gain`` (H, W) in
+    linear light: brighter or darker, the same hue."""
+    out = face.copy()
+    out[where] = to_srgb(to_linear(face[where]) * gain[where][:, None])
+    return out
 
 
 def _occlusion(inputs: MergeInputs, row: int, crop: np.ndarray) -> np.ndarray:
@@ -479,15 +500,17 @@ def merge_frame(inputs: MergeInputs, row: int, params) -> tuple[np.ndarray, ...]
     region = np.asarray(inputs.guides.region[row])
     face[..., 3] = np.where(region > 0, face[..., 3], 0)
     matte = crop_matte(region, np.asarray(inputs.guides.normals[row]), options)
+    if options.outline == "plate":
+        matte *= crop_matte(np.asarray(inputs.data["region"][row]),
+                            np.asarray(inputs.data["normals"][row]), options)
     if inputs.hairline is not None:  # the plate's hairline, not the source's
         matte *= 1 - look_up(inputs.hairline, np.asarray(inputs.guides.uv[row]))
     plate_face, plate_matte = _plate_space(face, matte, crop, inputs.info)
     detail = _texture_detail(inputs, row, crop)
     if detail is not None:
-        values, where, (x, y, w, h) = detail
-        window = plate_face[y:y + h, x:x + w, :3].astype(np.float32)
-        window[where] += values[where]  # the same on every channel
-        plate_face[y:y + h, x:x + w, :3] = np.clip(window, 0, 255).round().astype(np.uint8)
+        gain, where, (x, y, w, h) = detail
+        plate_face[y:y + h, x:x + w, :3] = with_detail(plate_face[y:y + h, x:x + w, :3],
+                                                       gain, where)
     occlusion = _occlusion(inputs, row, crop)
     plate_matte = (plate_matte.astype(np.float32) * (1 - occlusion / 255)).round()
     return plate_face, plate_matte.astype(np.uint8), occlusion

@@ -162,14 +162,15 @@ def run_all(plate: Path, source: Path, shot: Path, profile: str = "cpu",
             pick: tuple[float, float] | None = None, guides: tuple[str, ...] = GUIDE_NAMES,
             color: str = "meanstd", mouth: str = "swap", erode: float = 0.015,
             feather: float = 0.03, shading: str = "render", detail: float = 1.0,
-            progress_mode: str = "bar") -> Path:
+            outline: str = "plate", progress_mode: str = "bar") -> Path:
     plate, source, shot = Path(plate), Path(source), Path(shot)
     get_profile(profile)
     check_inputs(source, plate, shot, {"plate": plate_frames, "source": source_frames})
     settings = ShotSettings(plate=plate, source=source, profile=profile, minutes=minutes,
                             steps=steps, plate_frames=plate_frames, source_frames=source_frames,
                             pick=pick, guides=tuple(guides), color=color, mouth=mouth,
-                            erode=erode, feather=feather, shading=shading, detail=detail)
+                            erode=erode, feather=feather, shading=shading, detail=detail,
+                            outline=outline)
     layout = ShotLayout(shot)
     shot.mkdir(parents=True, exist_ok=True)
     state = read_state(layout) or {

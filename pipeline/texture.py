@@ -26,7 +26,8 @@ differs from the others, say a hand, counts less) and filled where no frame saw 
 Rendering (``render_face``) samples an albedo through a UV guide and relights it: times
 the ratio of a frame's shading (of any footage) to the albedo's own average shading at
 the guide's normals. Never dividing the texture by a per-texel shading estimate keeps the
-mesh's coarseness out of the colour: only ratios of two smooth shadings are applied.
+mesh's coarseness out of the colour: only ratios of two smooth shadings are applied, each
+shading taken as at least half the face's average (the fit is poor where few pixels face).
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def to_srgb(linear: np.ndarray) -> np.ndarray:
 
 
 MAX_RELIGHT = 2.0  # the relighting ratio is kept within [1 / MAX_RELIGHT, MAX_RELIGHT]
+# No texel gets less than this share of the face's average light (the shading averages 1):
+# nine coefficients fitted mostly to frontal skin dip towards 0 for normals few pixels
+# show (the nose's underside, under the chin). A top-lit source put 0.1-0.3 there, so a
+# flatter plate light brightened the underside of his nose past his cheeks, a salmon band.
+SHADING_FLOOR = 0.5
 
 
 @dataclass
@@ -120,8 +126,10 @@ def shading(normals: np.ndarray, lighting: np.ndarray) -> np.ndarray:
 
 
 def relight(normals: np.ndarray, lighting: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """(..., 3) ratio of the shading under ``lighting`` to the shading under ``base``."""
-    ratio = shading(normals, lighting) / np.maximum(shading(normals, base), 1e-3)
+    """(..., 3) ratio of the shading under ``lighting`` to the shading under ``base``, each
+    at least ``SHADING_FLOOR``."""
+    ratio = np.maximum(shading(normals, lighting), SHADING_FLOOR) / np.maximum(
+        shading(normals, base), SHADING_FLOOR)
     return np.clip(ratio, 1 / MAX_RELIGHT, MAX_RELIGHT)
 
 

@@ -19,6 +19,7 @@ from facegraft.pipeline.merge import (
     crop_matte,
     merge,
     smooth_over_time,
+    with_detail,
 )
 
 
@@ -160,3 +161,51 @@ def test_the_plate_keeps_its_hairline_where_either_person_has_hair(fast_run):
     below_nose = int((1 - uvs[1, 1]) * source.shape[0])
     assert 0.01 < (source > 0.5).mean() < 0.1 and (plate > 0.5).mean() < 0.005
     assert source[below_nose + 20:].max() < 0.05
+
+
+def test_the_textures_detail_darkens_skin_without_reddening_it():
+    """Detail (a gain in linear light) scales the three channels alike: a dark nostril's
+    edge on pink skin gets darker, not redder (an offset in sRGB saturated it to red)."""
+    from facegraft.pipeline.texture import to_linear
+
+    skin = np.full((32, 32, 3), (205, 140, 120), np.uint8)
+    gain = np.ones((32, 32), np.float32)
+    gain[8:24, 8:24] = 0.5
+    where = np.zeros((32, 32), bool)
+    where[4:28, 4:28] = True
+    out = with_detail(skin, gain, where)
+    before, after = to_linear(skin[16, 16]), to_linear(out[16, 16])
+    assert np.allclose(after.sum() / before.sum(), 0.5, atol=0.02)
+    assert np.allclose(after / after.sum(), before / before.sum(), atol=0.01)  # same hue
+    assert (out[:4] == skin[:4]).all() and (out[6, 6] == skin[6, 6]).all()  # gain 1, outside
+
+
+def test_the_plate_outline_keeps_the_plates_background_beside_a_wider_face(fast_run, tmp_path):
+    """Man A's face is wider than man B's: with the source's outline the matte reaches past
+    man B's face mesh (where the network can only guess a cheek over the door); with the
+    plate's (the default) it stays inside it and is otherwise the same."""
+    from facegraft.common.crop import for_opencv
+
+    layout = ShotLayout(fast_run.out)
+    mattes = {}
+    for outline in ("plate", "source"):
+        swap = tmp_path / f"swap_{outline}"
+        shutil.copytree(layout.swap("tiny"), swap)
+        folder = merge(layout, swap, tmp_path / f"merge_{outline}",
+                       MergeOptions(outline=outline), progress_mode="none")
+        mattes[outline] = np.stack([cv2.imread(str(folder / "matte" / f"matte_{frame:06d}.png"),
+                                               0) for frame in range(1, 21)]).astype(int)
+    data = load_dataset(layout.plate.dataset(64))
+    plate_face = np.stack([cv2.warpAffine(
+        (np.asarray(data["region"][row]) > 0).astype(np.uint8), for_opencv(data["crops"][row]),
+        (640, 360), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) for row in range(20)]) > 0
+    # A crop pixel is about 4 plate pixels: the warp's interpolation reaches that far.
+    beyond = cv2.dilate(plate_face.astype(np.uint8).reshape(-1, 640), np.ones((9, 9), np.uint8)
+                        ).reshape(plate_face.shape) == 0
+    assert (mattes["source"][beyond] > 128).sum() > 200  # the wider cheek, over the door
+    assert mattes["plate"][beyond].max() == 0
+    assert (mattes["plate"] <= mattes["source"] + 1).all()
+    inner = cv2.erode(plate_face.astype(np.uint8).reshape(-1, 640), np.ones((31, 31), np.uint8)
+                      ).reshape(plate_face.shape) > 0
+    difference = np.abs(mattes["plate"] - mattes["source"])[inner]
+    assert difference.mean() < 2

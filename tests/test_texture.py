@@ -12,7 +12,15 @@ import pytest
 from facegraft.common.dataset_file import load_dataset
 from facegraft.common.guides_file import REGION_LABELS
 from facegraft.common.shot_layout import ShotLayout
-from facegraft.pipeline.texture import TEXTURE_SIZE, load_texture, render_face, shading
+from facegraft.pipeline.texture import (
+    SHADING_FLOOR,
+    TEXTURE_SIZE,
+    load_texture,
+    relight,
+    render_face,
+    sh_basis,
+    shading,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +83,27 @@ def test_rerun_skips_and_an_artists_paint_is_kept(texture_folder, franck300_shot
     assert albedo.read_bytes() == painted
     assert json.loads((texture_folder / "meta.json").read_text())["albedo_by"] == "artist"
     assert load_texture(texture_folder).lighting.shape == (300, 3, 9)
+
+
+def test_relighting_does_not_trust_a_light_that_barely_reaches_a_normal():
+    """A top-lit source's fitted light dips to near nothing under the nose; relit under a
+    flat plate light, the underside of his nose came out brighter than his cheeks. Each
+    shading counts at least SHADING_FLOOR of the face's average, so the ratio there stays
+    modest, while a normal both lights reach is relit exactly."""
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(4000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    basis = sh_basis(normals)
+
+    def light(values: np.ndarray) -> np.ndarray:  # one grey light fitted to shading values
+        coefficients = np.linalg.lstsq(basis, values, rcond=None)[0]
+        return np.repeat(coefficients[None], 3, axis=0).astype(np.float32)
+
+    top = light(np.clip(0.9 + 1.1 * normals[:, 1], 0.02, None))  # +y is up
+    flat = light(np.full(len(normals), 0.8))
+    under_nose, frontal = np.array([0.0, -0.8, 0.6]), np.array([0.0, 0.3, 0.954])
+    assert shading(under_nose, top).max() < 0.15  # the fit all but leaves it dark
+    ratio = relight(under_nose, flat, top)
+    assert np.allclose(ratio, 0.8 / SHADING_FLOOR, rtol=0.05)  # was clipped at 2
+    exact = shading(frontal, flat) / shading(frontal, top)
+    assert np.allclose(relight(frontal, flat, top), exact)
