@@ -7,22 +7,27 @@ from that render, something else is there: a hand, a prop, hair. This needs no t
 so it sees occluders unlike the synthetic ones the occlusion head learns from; the swap
 stage takes the larger of the two mattes.
 
-Where the render cannot be trusted the cue stays silent: the face's outline (the mesh's
-rim meets the background), the mouth's interior (teeth and tongue come and go) and the
-eyes (lids close). Thin and small disagreements (a feature's edge a pixel off, a
-highlight) are dropped. What remains are seeds: a graph cut (GrabCut) on the crop's colours
-grows each over the pixels that look like it, including the rim, eyes and mouth the cue
-could not judge, and stops where the face is certainly the face, so the part of a prop
-over the rim or past the face's outline is kept with it.
+Where the render cannot be trusted the cue stays silent: the face's outline (the mesh's rim
+meets the background), the mouth's interior (teeth and tongue come and go) and the eyes with
+their lids and corners, open or shut (a shut eye has no eye region left on the mesh, and its
+lashes and the creases of a laugh are not in the texture). Thin and small disagreements (a
+feature's edge a pixel off, a highlight) are dropped. What remains are seeds: a graph cut
+(GrabCut) on the crop's colours grows each over the pixels that look like it, including the
+rim, eyes and mouth the cue could not judge, and stops where the face is certainly the face,
+so the part of a prop over the rim or past the face's outline is kept with it.
 """
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
+from ..common.canonical_mesh import load_canonical_mesh
+from ..common.face_regions import LEFT_EYE, RIGHT_EYE
 from ..common.guides_file import REGION_LABELS
-from ..pipeline.texture import Texture, render_face, to_linear, to_srgb
+from ..pipeline.texture import Texture, look_up, render_face, to_linear, to_srgb
 
 # Colour distance (8-bit Lab, lightness counted a quarter: the plate's light is only
 # fitted, and a laugh or a squint changes the cheeks' shading, not their hue) above which
@@ -30,12 +35,18 @@ from ..pipeline.texture import Texture, render_face, to_linear, to_srgb
 # the face for sure (the graph cut may not take it). Chosen, with the smallest seed and
 # the blur (a 128th of the crop: a finger is 4-6 px wide at 128 px), where the frames of
 # the clean dev plates (man B talking and smiling, man C in a car) get no matte and man A
-# laughing with his eyes shut 0.04 % (README.md, the occlusion's known limit).
+# laughing with his eyes shut 0.02 % (README.md, the occlusion's known limit).
 DISTANCE_THRESHOLD = 8.0
 FACE_DISTANCE = 3.0
 LIGHTNESS_WEIGHT = 0.25
 SMALLEST_SEED = 0.005  # of the crop's pixels
 UNTRUSTED_REGIONS = (REGION_LABELS["mouth_interior"], REGION_LABELS["eyes"])
+# Each eye's rim in the UV layout, widened about its centre this much (across, up and
+# down): the lids, the lashes and the corners' creases, wherever the lids are.
+EYE_ZONE_SCALE = (1.6, 2.6)
+# An eye is shut when its region fills less of its zone than this (open: 13-20 % on man
+# A's 128 px crops; shut or squeezed by a laugh: 0-5 %).
+SHUT_EYE_SHARE = 0.1
 # The cue is coarse (it is blurred and opened at a few pixels): larger crops are judged at
 # this size and the matte scaled back, so a 512 px model's swap pays what a 128 px one does.
 WORKING_SIZE = 128
@@ -59,6 +70,36 @@ def exposed_like(render: np.ndarray, crop: np.ndarray, face: np.ndarray) -> np.n
     a, b = (to_linear(image[face]) for image in (crop, render))
     gain = np.median(a, axis=0) / np.maximum(np.median(b, axis=0), 1e-3)
     return to_srgb(to_linear(render) * np.clip(gain, 0.5, 2.0))
+
+
+@functools.lru_cache(maxsize=1)
+def eye_zones_in_uv(size: int = 256) -> tuple[np.ndarray, ...]:
+    """Each eye's widened rim: float32 (size, size) maps in the UV layout, 1 inside."""
+    uvs = load_canonical_mesh().uvs
+    zones = []
+    for loop in (RIGHT_EYE, LEFT_EYE):
+        rim = uvs[list(loop)]
+        widened = (rim - rim.mean(axis=0)) * EYE_ZONE_SCALE + rim.mean(axis=0)
+        corners = np.stack([widened[:, 0], 1 - widened[:, 1]], axis=1) * size * 16
+        zone = np.zeros((size, size), np.float32)
+        cv2.fillPoly(zone, [np.round(corners).astype(np.int32)], 1.0, shift=4)
+        zones.append(zone)
+    return tuple(zones)
+
+
+def shut_eye_zones(uv: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the widened rim of each eye the mesh shows shut (its eye region fills
+    under ``SHUT_EYE_SHARE`` of the rim). An open eye's own region already silences the cue;
+    a shut one has none, while its lashes and a laugh's creases are not in the texture. An
+    open eye's zone stays judged: a bar across the eyes is cut into seeds too small to
+    count when every eye is silenced."""
+    shut = np.zeros(region.shape, bool)
+    eyes = region == REGION_LABELS["eyes"]
+    for zone_in_uv in eye_zones_in_uv():
+        zone = (look_up(zone_in_uv, uv) > 0.5) & (region > 0)
+        if zone.any() and (eyes & zone).sum() < SHUT_EYE_SHARE * zone.sum():
+            shut |= zone
+    return shut
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -111,7 +152,8 @@ def inconsistency_matte(crop: np.ndarray, uv: np.ndarray, normals: np.ndarray,
     under the frame's ``lighting`` (3, 9); the guides as stored in a dataset."""
     size = crop.shape[0]
     rim = max(1, round(size / 40))
-    untrusted = cv2.dilate(np.isin(region, UNTRUSTED_REGIONS).astype(np.uint8), _disc(rim))
+    untrusted = np.isin(region, UNTRUSTED_REGIONS) | shut_eye_zones(uv, region)
+    untrusted = cv2.dilate(untrusted.astype(np.uint8), _disc(rim))
     face = ((region > 0) & (untrusted == 0)).astype(np.uint8)
     render = exposed_like(render_face(texture, uv, normals, region, lighting), crop, face > 0)
     distance = colour_distance(crop, render, blur=size / 128)

@@ -479,6 +479,36 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
 
 
+def test_a_shut_eyes_lashes_are_not_taken_for_an_occluder(tiny_shot):
+    """A shut eye leaves no eye region on the mesh, and its lashes and a laugh's creases are
+    not in the texture: the widened rim of such an eye is not judged. Man B's eyes shut
+    (the mesh's eye openings relabelled skin, as the mesh shows a shut eye) with a dark band
+    of lashes over that zone: nothing is marked; the same band 10 px lower, on the cheek,
+    is found."""
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.common.guides_file import REGION_LABELS
+    from facegraft.ml.plate_consistency import inconsistency_mattes, shut_eye_zones
+    from facegraft.pipeline.texture import load_texture
+
+    layout = ShotLayout(tiny_shot)
+    plate = load_dataset(layout.plate.dataset(TINY))
+    texture = load_texture(layout.plate.texture)
+    rows = np.flatnonzero(np.asarray(plate["present"]))
+    shut = {name: np.asarray(plate[name]).copy() for name in ("rgb", "uv", "normals", "region")}
+    shut["region"][shut["region"] == REGION_LABELS["eyes"]] = REGION_LABELS["skin"]
+    zones = np.zeros(shut["region"].shape, bool)
+    for row in rows:
+        zones[row] = shut_eye_zones(shut["uv"][row], shut["region"][row])
+    face = shut["region"] > 0
+    assert zones[rows].sum() > 40 * len(rows)  # both eyes and their lids, about 100 px
+    for band, expected in ((zones, 0.0), (np.roll(zones, 10, axis=1) & face, 1.0)):
+        painted = {name: image.copy() for name, image in shut.items()}
+        painted["rgb"][band] = (painted["rgb"][band] * 0.35).astype(np.uint8)
+        found = inconsistency_mattes(painted, rows, texture) > 127
+        assert abs((found & band[rows]).sum() / band[rows].sum() - expected) < 0.1
+
+
 def test_rare_expressions_are_drawn_more_often(tiny_shot):
     """A blink is a few frames in a hundred, a laugh a few in ten: the crops whose eyes are
     shut (the mesh's eye openings in the region guide) are drawn for a fifth of the batch
