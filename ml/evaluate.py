@@ -242,24 +242,29 @@ def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
             "jitter_ratio": float(jitter_px(in_plate[span]) / jitter_px(track.landmarks_raw[span]))}
 
 
+def masked_similarity(a: np.ndarray, b: np.ndarray, mask: np.ndarray
+                      ) -> tuple[float, float, list]:
+    """Mean SSIM, PSNR and each frame's SSIM of RGB images ``a`` against ``b`` (N, H, W, 3
+    uint8) inside ``mask`` (N, H, W bool)."""
+    ta = torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+    tb = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 255
+    m = torch.from_numpy(mask).unsqueeze(1).float()
+    per_frame = (ssim_map(ta, tb) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1)
+    mse = (((ta - tb) ** 2).mean(dim=1, keepdim=True) * m).sum() / m.sum()
+    return float(per_frame.mean()), 10 * math.log10(1 / max(float(mse), 1e-12)), \
+        per_frame.tolist()
+
+
 def similarity_metrics(layout: ShotLayout, profile: str, frames: dict) -> dict:
     """SSIM and PSNR of the merged faces and of the model's output against the real frames."""
-    def masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float, list]:
-        ta = torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
-        tb = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 255
-        m = torch.from_numpy(mask).unsqueeze(1).float()
-        per_frame = (ssim_map(ta, tb) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1)
-        mse = (((ta - tb) ** 2).mean(dim=1, keepdim=True) * m).sum() / m.sum()
-        return float(per_frame.mean()), 10 * math.log10(1 / max(float(mse), 1e-12)), \
-            per_frame.tolist()
-
-    ssim, psnr, per_frame = masked(frames["merged"], frames["plate"], frames["mask"])
+    ssim, psnr, per_frame = masked_similarity(frames["merged"], frames["plate"], frames["mask"])
     frames["per_frame"]["ssim"] = _listed(per_frame)
     swapped = load_swap(layout.swap(profile))
     data = load_dataset(layout.plate.dataset(swapped["meta"]["resolution"]))
     rows = frames["rows"]
-    model_ssim, _, _ = masked(np.asarray(swapped["rgba"][rows, ..., :3]),
-                              np.asarray(data["rgb"][rows]), np.asarray(data["mask"][rows]) > 0)
+    model_ssim, _, _ = masked_similarity(np.asarray(swapped["rgba"][rows, ..., :3]),
+                                         np.asarray(data["rgb"][rows]),
+                                         np.asarray(data["mask"][rows]) > 0)
     return {"ssim": ssim, "psnr": psnr, "ssim_model": model_ssim}
 
 

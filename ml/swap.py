@@ -77,8 +77,7 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     those scene frames, as a part the run without a chunk joins."""
     sidecar = read_sidecar(model_dir)
     size = sidecar["config"]["resolution"]
-    source_shaped = layout.plate.guides(size, SOURCE_IDENTITY_KEY)
-    guides_folder = source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
+    guides_folder = swap_guides_folder(layout, size)
     data_folder = layout.plate.dataset(size)
     key = _inputs_key(sidecar, data_folder, guides_folder, layout, frames)
     span = None
@@ -103,10 +102,7 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
     if chunk is None and len(rows) == 0:
         raise FaceGraftError(f"{layout.plate.path}: no frame with a face to swap")
     parts = None if chunk is not None else covering_parts(folder, key, n, _part_is_complete)
-    plate_texture = load_texture(layout.plate.texture)  # what the plate's face looks like
-    textures = None
-    if "texture" in model.config.guides:  # the source's albedo under the plate's light
-        textures = (load_texture(layout.source.texture), plate_texture)
+    textures, plate_texture = _swap_textures(model, layout)
     progress = Progress("swap", len(rows), progress_mode)
     with written_folder(folder if chunk is None else part_folder(folder, chunk),
                         progress) as partial:
@@ -129,6 +125,37 @@ def swap(model_dir: Path, layout: ShotLayout, folder: Path, frames: str | None =
         remove_parts(folder)
     progress.finish(output=str(folder), frames=int(len(rows)))
     return folder
+
+
+def swap_guides_folder(layout: ShotLayout, size: int) -> Path:
+    """The guides the swap reads: the plate's source-shaped passes, else its own."""
+    source_shaped = layout.plate.guides(size, SOURCE_IDENTITY_KEY)
+    return source_shaped if source_shaped.is_dir() else layout.plate.guides(size)
+
+
+def _swap_textures(model: SwapModel, layout: ShotLayout) -> tuple[tuple | None, Texture]:
+    """(source texture, plate texture) when the model sees the texture guide, else None;
+    and the plate's texture (what the plate's face looks like)."""
+    plate_texture = load_texture(layout.plate.texture)
+    if "texture" not in model.config.guides:
+        return None, plate_texture
+    return (load_texture(layout.source.texture), plate_texture), plate_texture
+
+
+def model_faces(model: SwapModel, layout: ShotLayout, rows: np.ndarray,
+                batch_size: int = 16) -> np.ndarray:
+    """The source decoder's RGB (N, R, R, 3 uint8) of the plate dataset's ``rows`` on the
+    swap's guides and textures: the model alone, no occlusion matte, nothing written
+    (``bench/time_to_ssim.py`` judges checkpoints with it while training runs)."""
+    size = model.config.resolution
+    data = load_dataset(require_dataset(layout.plate.dataset(size), size))
+    guides = load_guides(swap_guides_folder(layout, size))
+    textures, plate_texture = _swap_textures(model, layout)
+    device = next(model.parameters()).device
+    faces = [_swap_batch(model, data, guides, textures, plate_texture,
+                         rows[first:first + batch_size], device)[0][..., :3]
+             for first in range(0, len(rows), batch_size)]
+    return np.concatenate(faces)
 
 
 def _part_is_complete(folder: Path) -> bool:

@@ -49,6 +49,7 @@ from .distributed import stop as stop_processes
 from .losses import occlusion_loss, reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
 from .occluders import paste_occluders
+from .step_prefetch import StepPrefetch, prefetch_threads
 
 
 @dataclass
@@ -422,14 +423,23 @@ def _step_inputs(model: SwapModel, batches: tuple, generator: torch.Generator,
     return inputs, guides, occluded, coverages
 
 
-def _training_step(forward: nn.Module, model: SwapModel, batches: tuple,
-                   generator: torch.Generator, seeds: tuple[int, int], device: torch.device,
+def _prepared_step(model: SwapModel, footages: tuple, options: TrainOptions, ranks: Ranks,
+                   device: torch.device, step: int) -> tuple:
+    """Everything of step ``step`` before the network: its crops (on the CPU, for the
+    preview), the same on the device, and the encoder's inputs, all drawn from the step's
+    own generator (any thread may prepare it, in any order)."""
+    generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
+    batches = _step_batches(footages, generator, max(1, options.batch_size // 2), ranks)
+    inputs = _step_inputs(model, batches, generator, (options.seed, step), ranks, device)
+    on_device = tuple({k: v.to(device) for k, v in batch.items()} for batch in batches)
+    return batches, on_device, inputs
+
+
+def _training_step(forward: nn.Module, batches: tuple, prepared: tuple, device: torch.device,
                    region_weight: float, ranks: Ranks) -> tuple[float, dict]:
-    """Forward and backward of both identities; returns the mean loss and its parts, over
-    the whole batch (all processes)."""
-    inputs, guides, occluded, coverages = _step_inputs(model, batches, generator, seeds,
-                                                       ranks, device)
-    batches = tuple({k: v.to(device) for k, v in batch.items()} for batch in batches)
+    """Forward and backward of both identities (``batches`` on the device); returns the
+    mean loss and its parts, over the whole batch (all processes)."""
+    inputs, guides, occluded, coverages = prepared
     masks = [batch["mask"] for batch in batches]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         outputs = forward(inputs, guides, occluded, masks)
@@ -530,7 +540,6 @@ def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mod
     progress = Progress("train", options.steps or int(deadline),
                         progress_mode if ranks.is_main else "none")
     started = time.perf_counter()
-    half = max(1, options.batch_size // 2)
     last_saved, batches = step, None
 
     def elapsed() -> float:
@@ -545,13 +554,13 @@ def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mod
             save_checkpoint(model_dir, step, model, optimizer, config.to_dict(),
                             {**asdict(options), "data_key": data_key}, elapsed())
 
-    with _loss_log(model_dir, ranks) as log:
+    prepare = partial(_prepared_step, model, footages, options, ranks, device)
+    with _loss_log(model_dir, ranks) as log, StepPrefetch(
+            prepare, step, prefetch_threads(device, ranks.world)) as prepared:
         while not broadcast_flag(ranks, finished(), device):
-            generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
-            batches = _step_batches(footages, generator, half, ranks)
+            batches, on_device, inputs = prepared.next()
             optimizer.zero_grad(set_to_none=True)
-            loss, parts = _training_step(forward, model, batches, generator,
-                                         (options.seed, step), device,
+            loss, parts = _training_step(forward, on_device, inputs, device,
                                          options.region_weight, ranks)
             optimizer.step()
             step += 1

@@ -17,8 +17,10 @@ from conftest import use_as_source
 from facegraft.common.errors import FaceGraftError
 from facegraft.common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
 from facegraft.common.shot_layout import ShotLayout
+from facegraft.ml import train as train_module
 from facegraft.ml.checkpoint import load_checkpoint
 from facegraft.ml.model import PROFILES, SwapModel
+from facegraft.ml.step_prefetch import StepPrefetch
 from safetensors.torch import load_file
 
 TINY = PROFILES["tiny"].resolution
@@ -391,6 +393,31 @@ def test_two_ranks_train_like_one_process(two_rank_run, straight_run):
             assert abs(a[key] - b[key]) <= 1e-5 * abs(b[key]), (key, a, b)
     assert len(list((run / "previews").glob("*.png"))) == 3
     assert sorted(p.name for p in run.glob("*.safetensors")) == ["checkpoint-00000012.safetensors"]
+
+
+def test_steps_prepared_ahead_train_as_steps_prepared_in_turn(tiny_shot, straight_run,
+                                                              tmp_path, monkeypatch):
+    """Three threads preparing steps ahead (as on a GPU machine) draw what each step draws
+    in turn: the same losses as the straight run, step for step; a step whose preparation
+    fails raises where it is taken."""
+    monkeypatch.setattr(train_module, "prefetch_threads", lambda device, processes: 3)
+    shot = sharing_footage(tiny_shot, tmp_path / "ahead")
+    train_module.train_shot(shot, profile="tiny", steps=12, checkpoint_every=4,
+                            preview_every=4, progress_mode="none")
+    ahead, straight = _losses(ShotLayout(shot).model("tiny")), _losses(straight_run)
+    assert [e["step"] for e in ahead] == list(range(1, 13))
+    for a, b in zip(ahead, straight, strict=True):
+        for key in ("loss", "l1_source", "l1_target", "ssim_target", "occlusion_source"):
+            assert abs(a[key] - b[key]) <= 1e-6 * abs(b[key]), (key, a, b)
+
+    def prepare(step: int) -> tuple:
+        if step == 2:
+            raise FaceGraftError("step 2 failed")
+        return (step,)
+    with StepPrefetch(prepare, 0, threads=2) as prepared:
+        assert [prepared.next(), prepared.next()] == [(0,), (1,)]
+        with pytest.raises(FaceGraftError, match="step 2 failed"):
+            prepared.next()
 
 
 def _worker_of_rank(parent: int, rank: int) -> int | None:
