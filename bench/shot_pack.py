@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import lzma
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -125,6 +126,20 @@ def unpack_frames(members: dict[str, bytes], name: str, target: Path) -> None:
 
 
 def unpack(pack_file: Path, shot: Path) -> None:
+    """Into ``SHOT.partial`` first, then each footage folder moved into ``shot``: a pack
+    that fails half-way leaves nothing in the shot."""
+    partial = shot.with_name(shot.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _unpack_into(pack_file, partial)
+        shot.mkdir(parents=True, exist_ok=True)
+        for role in ("source", "plate"):
+            (partial / role).replace(shot / role)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _unpack_into(pack_file: Path, shot: Path) -> None:
     with tarfile.open(pack_file, "r") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
     size = json.loads(next(v for k, v in members.items() if k.startswith("source/dataset_")
@@ -157,9 +172,12 @@ def main() -> None:
              {"source": args.source_every, "plate": args.plate_every})
         print(f"packed {args.pack}: {args.pack.stat().st_size / 2**20:.1f} MiB")
     else:
-        if any(args.shot.glob("*/dataset_*")):
-            sys.exit(f"{args.shot}: already holds datasets; unpack into an empty folder")
-        unpack(args.pack, args.shot)
+        if any((args.shot / role).exists() for role in ("source", "plate")):
+            sys.exit(f"{args.shot}: already holds footage folders; unpack into an empty one")
+        try:
+            unpack(args.pack, args.shot)
+        except (OSError, tarfile.TarError, KeyError, StopIteration, ValueError) as error:
+            sys.exit(f"{args.pack}: not a whole shot pack ({' '.join(str(error).split())})")
         print(f"unpacked {args.shot}")
 
 
