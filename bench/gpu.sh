@@ -38,7 +38,7 @@ if [[ "$shot" == *.tar ]]; then
   shot=$unpacked
   if wants ssim; then  # trains in the unpacked shot; scaling trains beside it
     python3 bench/time_to_ssim.py "$shot" --profile gpu --minutes "${MINUTES:-7}" \
-      | tee "$out/time_to_ssim.jsonl" | tee -a "$out/gpu.txt"
+      | tee "$out/time_to_ssim.txt" | tee -a "$out/gpu.txt"
   fi
 fi
 wants scaling || exit 0
