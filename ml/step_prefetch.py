@@ -20,14 +20,15 @@ import torch
 MAX_THREADS = 4  # NumPy, OpenCV and torch release the GIL; more threads wait on it
 
 
-def prefetch_threads(device: torch.device, processes_per_machine: int) -> int:
+def prefetch_threads(device: torch.device, processes: int) -> int:
     """Worker threads for a training process: none on a CPU (its cores already run the
     network's arithmetic; preparing ahead there only competes for them), else up to
-    MAX_THREADS from half of the machine's cores, shared by its training processes."""
+    MAX_THREADS from half of the machine's cores shared by the training ``processes``
+    (every machine's counted: on several machines, fewer threads than would fit)."""
     if device.type == "cpu":
         return 0
     cores = os.cpu_count() or 2
-    return max(1, min(MAX_THREADS, cores // (2 * max(1, processes_per_machine))))
+    return max(1, min(MAX_THREADS, cores // (2 * max(1, processes))))
 
 
 class StepPrefetch:
