@@ -506,6 +506,54 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
 
 
+def test_a_hand_the_skins_colour_is_found_by_its_outline(tiny_shot, monkeypatch):
+    """A hand whose colour is the face's own (the median of the skin) differs from the
+    plate's texture render mostly by its outline, which the texture does not draw: the
+    cue's edge term finds much more of it than the colour distance alone, and the clean
+    rest of the face stays clean. At 128 px (the cue's working size), man B's crops scaled
+    up, a hand from the occluder shapes the occlusion head trains on."""
+    import cv2
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.ml import plate_consistency
+    from facegraft.ml.occluders import occluder_mask
+    from facegraft.pipeline.texture import load_texture
+
+    layout = ShotLayout(tiny_shot)
+    plate = load_dataset(layout.plate.dataset(TINY))
+    texture = load_texture(layout.plate.texture)
+    rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
+    size = plate_consistency.WORKING_SIZE
+    crops = {name: np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC
+                                        if name == "rgb" else cv2.INTER_NEAREST)
+                             for image in np.asarray(plate[name])[rows]])
+             for name in ("rgb", "uv", "normals", "region")}
+    face = crops["region"] > 0
+    rng = np.random.default_rng(11)
+    hands = np.zeros(face.shape, bool)
+    for i in range(len(rows)):
+        hand = occluder_mask(rng, size, "hand")
+        outline = cv2.morphologyEx(hand, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        rgb = crops["rgb"][i].astype(np.float32)
+        skin = np.median(rgb[face[i]], axis=0)
+        rgb = rgb * (1 - hand[..., None]) + skin * hand[..., None]
+        rgb *= 1 - 0.5 * outline[..., None]
+        crops["rgb"][i] = np.clip(rgb, 0, 255).astype(np.uint8)
+        hands[i] = hand > 0.5
+    truth = hands & face
+
+    def found_iou_and_elsewhere(edge_weight: float) -> tuple[float, float]:
+        monkeypatch.setattr(plate_consistency, "EDGE_WEIGHT", edge_weight)
+        found = plate_consistency.inconsistency_mattes(crops, np.arange(len(rows)), texture) > 127
+        return ((found & truth).sum() / (found & face | truth).sum(),
+                (found & face & ~hands).sum() / face.sum())
+
+    iou, elsewhere = found_iou_and_elsewhere(plate_consistency.EDGE_WEIGHT)
+    colour_iou, _ = found_iou_and_elsewhere(0.0)
+    assert iou > colour_iou + 0.08 and iou > 0.5, (iou, colour_iou)  # 0.58 against 0.43
+    assert elsewhere < 0.03, elsewhere  # 0.02: the cut grows past the fingers' ends
+
+
 def test_a_shut_eyes_lashes_are_not_taken_for_an_occluder(tiny_shot):
     """A shut eye leaves no eye region on the mesh, and its lashes and a laugh's creases are
     not in the texture: the widened rim of such an eye is not judged. Man B's eyes shut
