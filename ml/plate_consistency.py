@@ -127,8 +127,8 @@ def _widened_loop(loop: tuple[int, ...], scale: tuple[float, float], size: int) 
 @functools.lru_cache(maxsize=1)
 def silenced_zones_in_uv(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The nose's tip; and where edges are not judged: both eyes', brows' and the lips'
-    zones, the lower nose and both nasolabial folds. float32 (size, size) maps in the UV layout, 1
-    inside."""
+    zones, the lower nose and both nasolabial folds. float32 (size, size) maps in the UV
+    layout, 1 inside."""
     uvs = load_canonical_mesh().uvs
 
     def hull(points: tuple[int, ...]) -> np.ndarray:
