@@ -22,9 +22,10 @@ RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
 LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
 
 # The nose's tip (its hull), which shines as the head turns under a light the albedo does
-# not hold; the whole lower nose with its wings and nostrils, and each nasolabial fold from
-# the nose's wing past the mouth's corner, which a smile deepens: the texture has neither
-# the highlight nor the creases' and nostrils' sharp edges.
+# not hold; the whole lower nose with its wings and nostrils; and each nasolabial fold, from
+# the nose's wing down the cheek past the mouth's corner, where a smile's creases form (a
+# laugh lifts them outwards of the neutral fold). The texture has neither the highlight nor
+# the creases' and nostrils' sharp edges.
 NOSE_TIP = (1, 2, 4, 5, 19, 45, 94, 275)
 LOWER_NOSE = (1, 2, 4, 5, 45, 275, 48, 278, 64, 294, 98, 327, 94, 129, 358, 102, 331, 219, 439,
               59, 289, 166, 392)
