@@ -81,11 +81,16 @@ LIPS_ZONE_SCALE = (1.15, 1.8)
 WORKING_SIZE = 128
 
 
-def colour_distance(crop: np.ndarray, render: np.ndarray, blur: float) -> np.ndarray:
-    """Per-pixel Lab distance (H, W) float32 of two sRGB uint8 images, both blurred so a
-    sub-pixel misalignment of the texture does not count."""
-    a, b = (cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) for image in (crop, render))
-    delta = cv2.GaussianBlur(a, (0, 0), blur) - cv2.GaussianBlur(b, (0, 0), blur)
+def blurred_lab(image: np.ndarray, blur: float) -> np.ndarray:
+    """An sRGB uint8 image as 8-bit Lab, float32 (H, W, 3), blurred so a sub-pixel
+    misalignment of the texture does not count."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return cv2.GaussianBlur(lab, (0, 0), blur)
+
+
+def colour_distance(crop_lab: np.ndarray, render_lab: np.ndarray) -> np.ndarray:
+    """Per-pixel distance (H, W) float32 of two ``blurred_lab`` images."""
+    delta = crop_lab - render_lab
     delta[..., 0] *= LIGHTNESS_WEIGHT
     return np.sqrt((delta ** 2).sum(axis=2))
 
@@ -160,18 +165,17 @@ def shut_eye_zones(uv: np.ndarray, region: np.ndarray) -> np.ndarray:
     return shut
 
 
-def lightness_edges(image: np.ndarray, blur: float) -> np.ndarray:
-    """Sobel gradient magnitude (H, W) float32 of an sRGB uint8 image's Lab lightness."""
-    lightness = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
-    lightness = cv2.GaussianBlur(lightness, (0, 0), blur)
+def lightness_edges(lab: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude (H, W) float32 of a ``blurred_lab`` image's lightness."""
+    lightness = np.ascontiguousarray(lab[..., 0])
     return np.hypot(cv2.Sobel(lightness, cv2.CV_32F, 1, 0), cv2.Sobel(lightness, cv2.CV_32F, 0, 1))
 
 
-def edge_excess(crop: np.ndarray, render: np.ndarray, judged: np.ndarray,
+def edge_excess(crop_lab: np.ndarray, render_lab: np.ndarray, judged: np.ndarray,
                 blur: float) -> np.ndarray:
     """(H, W) float32: how much stronger the crop's lightness edges are than the render's
-    where ``judged``, spread over a finger's width."""
-    excess = np.maximum(lightness_edges(crop, blur) - lightness_edges(render, blur), 0)
+    (both ``blurred_lab``) where ``judged``, spread over a finger's width."""
+    excess = np.maximum(lightness_edges(crop_lab) - lightness_edges(render_lab), 0)
     return cv2.GaussianBlur(np.where(judged, excess, 0), (0, 0), 2 * blur)
 
 
@@ -231,8 +235,9 @@ def inconsistency_matte(crop: np.ndarray, uv: np.ndarray, normals: np.ndarray,
     face = ((region > 0) & (untrusted == 0)).astype(np.uint8)
     render = exposed_like(render_face(texture, uv, normals, region, lighting), crop, face > 0)
     edges_judged = (region == REGION_LABELS["skin"]) & ~unjudged
-    distance = (colour_distance(crop, render, blur=size / 128)
-                + EDGE_WEIGHT * edge_excess(crop, render, edges_judged, blur=size / 128))
+    crop_lab, render_lab = (blurred_lab(image, size / 128) for image in (crop, render))
+    distance = (colour_distance(crop_lab, render_lab)
+                + EDGE_WEIGHT * edge_excess(crop_lab, render_lab, edges_judged, size / 128))
     trusted = cv2.erode(face, _disc(rim)) > 0
     seeds = seeds_of((distance > DISTANCE_THRESHOLD) & trusted)
     if not seeds.any():
