@@ -441,17 +441,20 @@ def _texture_detail(inputs: MergeInputs, row: int, crop: np.ndarray) -> tuple | 
     box = crop.copy()
     box[:, 2] += crop[:, :2] @ np.array([x0, y0], np.float64)  # crop <- box pixels
     warp, shape = for_opencv(box), (x1 - x0, y1 - y0)
-    flags = cv2.WARP_INVERSE_MAP
-    arrays = {name: cv2.warpAffine(np.asarray(getattr(inputs.guides, name)[row]), warp, shape,
-                                   flags=flags | (cv2.INTER_NEAREST if name == "region"
-                                                  else cv2.INTER_LINEAR))
-              for name in ("uv", "normals", "region")}
+    flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+    uv = cv2.warpAffine(np.asarray(inputs.guides.uv[row]), warp, shape, flags=flags)
+    # The skin's share of each pixel, warped smooth: the crop's region labels warped up as
+    # labels have a staircase edge that the gain's edge would trace.
+    shaded = np.isin(np.asarray(inputs.guides.region[row]), SHADED_REGIONS).astype(np.float32)
+    where = cv2.warpAffine(shaded, warp, shape, flags=flags) > 0.5
     # Luminance in linear light: the detail scales all three channels alike, so it darkens
     # or brightens the skin without changing its hue (an offset in sRGB saturates a dark
-    # edge towards red: nostrils and lip lines came out as red outlines).
-    luminance = to_linear(_render(inputs, row, arrays)) @ LUMINANCE
+    # edge towards red: nostrils and lip lines came out as red outlines). The albedo's,
+    # not the lit render's: the relighting ratio turns sharply where the coarse mesh
+    # creases (the nose's sides, the eye sockets' rims), and its high-pass drew those
+    # creases as dark outlines and the bridge of the nose as a bright spot.
+    luminance = look_up(inputs.source_texture.albedo, uv) @ LUMINANCE
     pixels_per_texel = 1 / np.hypot(crop[0, 0], crop[0, 1])  # plate px per crop px
-    where = np.isin(arrays["region"], SHADED_REGIONS)
     # The high-pass sees only the face (a blur normalised by the face's coverage): the
     # edges of the mouth's opening and of the mesh would otherwise add lines.
     sigma = max(0.7 * pixels_per_texel, 0.5)

@@ -180,6 +180,25 @@ def test_the_textures_detail_darkens_skin_without_reddening_it():
     assert (out[:4] == skin[:4]).all() and (out[6, 6] == skin[6, 6]).all()  # gain 1, outside
 
 
+def test_the_textures_detail_is_its_albedos_not_the_meshs_shading(fast_run):
+    """The detail added at plate resolution comes from the albedo: a flat albedo adds none,
+    whatever the plate's light does on the coarse mesh's creases (the lit render's
+    high-pass drew the nose's sides as dark outlines and its bridge as a bright spot).
+    Man A's own albedo adds some."""
+    from facegraft.pipeline.merge import _open_inputs, _texture_detail
+
+    layout = ShotLayout(fast_run.out)
+    inputs = _open_inputs(layout, layout.swap("tiny"), MergeOptions())
+    assert inputs.textured
+    row = 5
+    crop = np.asarray(inputs.guides.crops[row])
+    gain, where, _ = _texture_detail(inputs, row, crop)
+    assert where.sum() > 1000 and np.percentile(np.abs(gain[where] - 1), 99) > 0.05
+    inputs.source_texture.albedo = np.full_like(inputs.source_texture.albedo, 0.3)
+    flat, where, _ = _texture_detail(inputs, row, crop)
+    assert np.abs(flat[where] - 1).max() < 1e-3
+
+
 def test_the_plate_outline_keeps_the_plates_background_beside_a_wider_face(fast_run, tmp_path):
     """Man A's face is wider than man B's: with the source's outline the matte reaches past
     man B's face mesh (where the network can only guess a cheek over the door); with the
