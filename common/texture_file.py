@@ -12,6 +12,10 @@ from .samples import sha256_of
 
 TEXTURE_FORMAT = "facegraft.texture"
 TEXTURE_VERSION = 1
+# How a texture is rendered (``render_face``): part of the texture's key, so a model that
+# learnt from the renders of an earlier way, and its swaps and merges, are made again.
+# 2: the relighting ratio blurred over the face.
+RENDERING = 2
 
 
 def texture_is_complete(folder: Path) -> bool:
@@ -22,10 +26,11 @@ def texture_is_complete(folder: Path) -> bool:
 
 
 def texture_key(folder: Path) -> list | None:
-    """What a texture folder holds, for the keys of the stages that read it: its inputs and
-    the albedo's content (an artist's paint counts); None when there is none."""
+    """What a texture folder holds, for the keys of the stages that read it: its inputs, the
+    albedo's content (an artist's paint counts) and the way it is rendered; None when there
+    is none."""
     try:
         meta = json.loads((Path(folder) / "meta.json").read_text())
-        return [meta.get("inputs_key"), sha256_of(Path(folder) / "albedo.png")]
+        return [meta.get("inputs_key"), sha256_of(Path(folder) / "albedo.png"), RENDERING]
     except (OSError, ValueError, AttributeError):
         return None

@@ -25,7 +25,8 @@ differs from the others, say a hand, counts less) and filled where no frame saw 
 
 Rendering (``render_face``) samples an albedo through a UV guide and relights it: times
 the ratio of a frame's shading (of any footage) to the albedo's own average shading at
-the guide's normals. Never dividing the texture by a per-texel shading estimate keeps the
+the guide's normals, blurred over the face to its broad changes (the coarse mesh's creases
+are not the albedo's). Never dividing the texture by a per-texel shading estimate keeps the
 mesh's coarseness out of the colour: only ratios of two smooth shadings are applied, each
 shading taken as at least half the face's average (the fit is poor where few pixels face).
 """
@@ -91,6 +92,9 @@ MAX_RELIGHT = 2.0  # the relighting ratio is kept within [1 / MAX_RELIGHT, MAX_R
 # show (the nose's underside, under the chin). A top-lit source put 0.1-0.3 there, so a
 # flatter plate light brightened the underside of his nose past his cheeks, a salmon band.
 SHADING_FLOOR = 0.5
+# A frame's relighting is blurred over the face by this share of the face's size (the
+# square root of its area in pixels): 5 px on a 128 px crop's face.
+RELIGHT_BLUR = 0.06
 
 
 @dataclass
@@ -149,9 +153,24 @@ def render_face(texture: Texture, uv: np.ndarray, normals: np.ndarray, region: n
     frame's ``lighting`` (3, 9): sRGB uint8 (H, W, 3), black where there is no face and in
     the mouth's interior."""
     colour = look_up(texture.albedo, uv)
-    lit = colour * relight(decode_normals(normals), lighting, texture.average_lighting)
     face = (region > 0) & (region != REGION_LABELS["mouth_interior"])
+    ratio = relight(decode_normals(normals), lighting, texture.average_lighting)
+    lit = colour * broad(ratio, face)
     return np.where(face[..., None], to_srgb(lit), 0).astype(np.uint8)
+
+
+def broad(ratio: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The relighting ratio (H, W, 3) blurred over the face (H, W) to its broad changes.
+    The coarse mesh's normals turn sharply where the albedo's own shading does not (the
+    eye sockets' rims, the bridge of the nose): relit there as they are, a source lit from
+    above got bright crescents over the eyes under a frontal plate light, which the
+    network, trained on its own frames' mild ratios, copied into the swap."""
+    sigma = RELIGHT_BLUR * np.sqrt(max(int(face.sum()), 1))
+    if sigma < 0.5:
+        return ratio
+    weight = face.astype(np.float32)
+    blurred = cv2.GaussianBlur(ratio * weight[..., None], (0, 0), sigma)
+    return blurred / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)[..., None]
 
 
 def make_texture(shot: Path, role: str = "plate", size: int = 256, progress_mode: str = "bar",

@@ -15,6 +15,7 @@ from facegraft.common.shot_layout import ShotLayout
 from facegraft.pipeline.texture import (
     SHADING_FLOOR,
     TEXTURE_SIZE,
+    broad,
     load_texture,
     relight,
     render_face,
@@ -107,3 +108,22 @@ def test_relighting_does_not_trust_a_light_that_barely_reaches_a_normal():
     assert np.allclose(ratio, 0.8 / SHADING_FLOOR, rtol=0.05)  # was clipped at 2
     exact = shading(frontal, flat) / shading(frontal, top)
     assert np.allclose(relight(frontal, flat, top), exact)
+
+
+def test_the_relighting_keeps_its_broad_changes_and_drops_the_meshs_creases():
+    """A frame's relighting ratio over the face is blurred to its broad changes: a light
+    that brightens one side of the face more than the other stays as it is inside the
+    face, up to its outline (the blur is weighed by the face), while a crease's bright
+    crescent two pixels wide (the coarse mesh's eye-socket rim) is mostly gone."""
+    size = 128
+    face = np.zeros((size, size), bool)
+    cv2.ellipse(face.view(np.uint8), (64, 64), (40, 50), 0, 0, 360, 1, -1)
+    x = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
+    sideways = np.repeat(np.broadcast_to(0.8 + 0.6 * x, (size, size, 1)), 3, axis=2)
+    kept = broad(sideways, face)
+    inner = cv2.erode(face.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    assert np.abs(kept - sideways)[inner].max() < 0.01
+    assert np.abs(kept - sideways)[face].max() < 0.05  # at the outline, too
+    creased = np.ones((size, size, 3), np.float32)
+    creased[40:42, 44:84] = 2.0
+    assert broad(creased, face)[40:42, 44:84].max() < 1.25
