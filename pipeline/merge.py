@@ -55,7 +55,16 @@ from ..common.stage_table import revision
 from ..common.swap_file import load_swap
 from ..common.texture_file import texture_key
 from ..common.track_file import load_track
-from .texture import Texture, load_texture, look_up, render_face, texel_map, to_linear, to_srgb
+from .texture import (
+    Texture,
+    blur_within,
+    load_texture,
+    look_up,
+    render_face,
+    texel_map,
+    to_linear,
+    to_srgb,
+)
 from .video import VideoInfo, probe_video, read_frames
 
 # Mostly-empty frames: run-length coding is as fast as the lightest deflate and smaller.
@@ -399,13 +408,9 @@ def broad_shading_from(face: np.ndarray, render: np.ndarray, region: np.ndarray)
     sigma = face.shape[0] / 12
     use = np.isin(region, SHADED_REGIONS) & (render.max(axis=2) > 0)
     weight = cv2.GaussianBlur(use.astype(np.float32), (0, 0), sigma)
-    lin_face, lin_render = to_linear(face), to_linear(render)
-
-    def low(image: np.ndarray) -> np.ndarray:
-        blurred = cv2.GaussianBlur(image * use[..., None], (0, 0), sigma)
-        return blurred / np.maximum(weight, 1e-3)[..., None]
-
-    ratio = np.clip(low(lin_render) / np.maximum(low(lin_face), 1e-3), 0.6, 1.6)
+    lin_face = to_linear(face)
+    low_render = blur_within(to_linear(render), use, sigma)
+    ratio = np.clip(low_render / np.maximum(blur_within(lin_face, use, sigma), 1e-3), 0.6, 1.6)
     ratio = np.where(weight[..., None] > 0.05, ratio, 1.0)
     return to_srgb(lin_face * ratio)
 
@@ -458,9 +463,7 @@ def _texture_detail(inputs: MergeInputs, row: int, crop: np.ndarray) -> tuple | 
     # The high-pass sees only the face (a blur normalised by the face's coverage): the
     # edges of the mouth's opening and of the mesh would otherwise add lines.
     sigma = max(0.7 * pixels_per_texel, 0.5)
-    inside = where.astype(np.float32)
-    low = cv2.GaussianBlur(luminance * inside, (0, 0), sigma) / np.maximum(
-        cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
+    low = blur_within(luminance, where, sigma)
     margin = max(3, int(round(2 * sigma)))
     inner = cv2.erode(where.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
     gain = np.clip(luminance / np.maximum(low, 1e-4), 1 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN)

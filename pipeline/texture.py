@@ -155,11 +155,11 @@ def render_face(texture: Texture, uv: np.ndarray, normals: np.ndarray, region: n
     colour = look_up(texture.albedo, uv)
     face = (region > 0) & (region != REGION_LABELS["mouth_interior"])
     ratio = relight(decode_normals(normals), lighting, texture.average_lighting)
-    lit = colour * broad(ratio, face)
+    lit = colour * broad_relighting(ratio, face)
     return np.where(face[..., None], to_srgb(lit), 0).astype(np.uint8)
 
 
-def broad(ratio: np.ndarray, face: np.ndarray) -> np.ndarray:
+def broad_relighting(ratio: np.ndarray, face: np.ndarray) -> np.ndarray:
     """The relighting ratio (H, W, 3) blurred over the face (H, W) to its broad changes.
     The coarse mesh's normals turn sharply where the albedo's own shading does not (the
     eye sockets' rims, the bridge of the nose): relit there as they are, a source lit from
@@ -168,9 +168,18 @@ def broad(ratio: np.ndarray, face: np.ndarray) -> np.ndarray:
     sigma = RELIGHT_BLUR * np.sqrt(max(int(face.sum()), 1))
     if sigma < 0.5:
         return ratio
-    weight = face.astype(np.float32)
-    blurred = cv2.GaussianBlur(ratio * weight[..., None], (0, 0), sigma)
-    return blurred / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)[..., None]
+    return blur_within(ratio, face, sigma)
+
+
+def blur_within(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` (H, W) or (H, W, C) Gaussian-blurred by ``sigma`` from the pixels of
+    ``mask`` (H, W) alone: each pixel the mask-weighted mean of its neighbourhood, so what
+    lies outside the mask (black, another region) does not bleed in at its edges."""
+    weight = mask.astype(np.float32)
+    coverage = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+    if image.ndim == 3:
+        weight, coverage = weight[..., None], coverage[..., None]
+    return cv2.GaussianBlur(image * weight, (0, 0), sigma) / coverage
 
 
 def make_texture(shot: Path, role: str = "plate", size: int = 256, progress_mode: str = "bar",

@@ -15,7 +15,7 @@ from facegraft.common.shot_layout import ShotLayout
 from facegraft.pipeline.texture import (
     SHADING_FLOOR,
     TEXTURE_SIZE,
-    broad,
+    broad_relighting,
     load_texture,
     relight,
     render_face,
@@ -120,10 +120,10 @@ def test_the_relighting_keeps_its_broad_changes_and_drops_the_meshs_creases():
     cv2.ellipse(face.view(np.uint8), (64, 64), (40, 50), 0, 0, 360, 1, -1)
     x = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
     sideways = np.repeat(np.broadcast_to(0.8 + 0.6 * x, (size, size, 1)), 3, axis=2)
-    kept = broad(sideways, face)
+    kept = broad_relighting(sideways, face)
     inner = cv2.erode(face.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
     assert np.abs(kept - sideways)[inner].max() < 0.01
     assert np.abs(kept - sideways)[face].max() < 0.05  # at the outline, too
     creased = np.ones((size, size, 3), np.float32)
     creased[40:42, 44:84] = 2.0
-    assert broad(creased, face)[40:42, 44:84].max() < 1.25
+    assert broad_relighting(creased, face)[40:42, 44:84].max() < 1.25
