@@ -4,7 +4,7 @@ Format ``facegraft.swap`` version 2: ``SHOT/swap_<profile>/`` with ``rgba.npy``
 (N, R, R, 4) uint8 (aligned crops: the swapped face and its predicted alpha),
 ``occlusion.npy`` (N, R, R) uint8 (255 where something stands in front of the plate's
 face: the larger of the occlusion head's matte and ``ml/plate_consistency.py``'s, what
-does not look like the plate's own face),
+does not look like the plate's own face, less the head's parts that do),
 ``present.npy`` (N,) bool and ``meta.json`` (model, step, guides used, resolution,
 inputs_key). No torch here: the merge and the add-on read it too.
 """

@@ -167,7 +167,8 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None,
                batch_size: int, progress: Progress) -> np.ndarray:
     """The source decoder over ``rows`` into ``partial/rgba.npy``, whose rows are the track
     rows ``span``, and the occlusion matte into ``partial/occlusion.npy``: the larger of
-    the occlusion head's and what does not look like the plate's face; returns presence."""
+    the occlusion head's and what does not look like the plate's face, less the head's
+    parts that look like it; returns presence."""
     size = model.config.resolution
     count = span[1] - span[0]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -186,8 +187,7 @@ def _swap_rows(model: SwapModel, data: dict, guides, textures: tuple | None,
         faces, mattes = _swap_batch(model, data, guides, textures, plate_texture, whole,
                                     device)
         rgba[at] = faces[:len(batch)]
-        occlusion[at] = np.maximum(mattes[:len(batch)],
-                                   inconsistency_mattes(data, batch, plate_texture))
+        occlusion[at] = inconsistency_mattes(data, batch, plate_texture, mattes[:len(batch)])
         present[at] = True
         progress.update(first + len(batch))
     rgba.flush()

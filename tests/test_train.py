@@ -506,6 +506,45 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
 
 
+def test_the_occlusion_heads_parts_that_look_like_the_face_are_dropped(tiny_shot):
+    """An occlusion head still learning marks parts of a clean face (a moustache's shadow):
+    a part the cue judges and finds close to the plate's texture render is dropped; the
+    same part over a disc cut from man A's crop is kept, and so is one over the eyes, which
+    the cue does not judge."""
+    import cv2
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.common.guides_file import REGION_LABELS
+    from facegraft.ml.plate_consistency import inconsistency_mattes
+    from facegraft.pipeline.texture import load_texture
+
+    layout = ShotLayout(tiny_shot)
+    plate = load_dataset(layout.plate.dataset(TINY))
+    texture = load_texture(layout.plate.texture)
+    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
+                    (TINY // 3, TINY // 4), axis=(0, 1))
+    rows = np.flatnonzero(np.asarray(plate["present"]))[::3]
+    region = np.asarray(plate["region"])[rows]
+    head = np.zeros(region.shape, np.uint8)
+    for i in range(len(rows)):  # a disc on the skin, as far from its edges as it goes
+        inside = cv2.distanceTransform((region[i] == REGION_LABELS["skin"]).astype(np.uint8),
+                                       cv2.DIST_L2, 5)
+        y, x = np.unravel_index(np.argmax(inside), inside.shape)
+        cv2.circle(head[i], (int(x), int(y)), TINY // 12, 255, -1)
+    disc = head > 0
+    eyes = region == REGION_LABELS["eyes"]
+    head_on_eyes = np.maximum(head, np.where(eyes, 255, 0).astype(np.uint8))
+    clean = inconsistency_mattes(plate, rows, texture, head_on_eyes) > 127
+    assert clean[disc].mean() < 0.05, clean[disc].mean()
+    assert clean[eyes].mean() > 0.95, clean[eyes].mean()
+    occluded = {name: np.asarray(plate[name]).copy() for name in ("rgb", "uv", "normals",
+                                                                  "region")}
+    for i, row in enumerate(rows):
+        occluded["rgb"][row][disc[i]] = donor[disc[i]]
+    found = inconsistency_mattes(occluded, rows, texture, head) > 127
+    assert found[disc].mean() > 0.9, found[disc].mean()
+
+
 def test_a_hand_the_skins_colour_is_found_by_its_outline(tiny_shot, monkeypatch):
     """A hand whose colour is the face's own (the median of the skin) differs from the
     plate's texture render mostly by its outline, which the texture does not draw: the
