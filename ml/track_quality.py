@@ -1,4 +1,5 @@
-"""Numbers that say whether a track can be trusted: reprojection, jitter and lag.
+"""Numbers that say whether a track can be trusted: reprojection, jitter, lag and how
+closely it follows fast motion.
 
 Used by the tests and by the eval stage (jitter).
 """
@@ -73,3 +74,14 @@ def lag_frames(track: Track, fastest_fraction: float = 0.1, max_lag: float = 3.0
         shifted = np.stack([np.interp(t - s, t, raw[:, k]) for k in range(2)], axis=-1)
         costs.append(np.nanmean(np.linalg.norm(filtered[fast] - shifted[fast], axis=-1)))
     return float(shifts[int(np.nanargmin(costs))])
+
+
+def fast_motion_error_px(track: Track, fastest_fraction: float = 0.05) -> float:
+    """Mean pixel distance between the filtered and the raw 2D landmarks over the frames
+    whose raw face centre moves fastest: a filter that flattens a quick nod or a laugh's
+    shake puts the face mesh, and so the swapped face, beside the plate's face there."""
+    raw = track.landmarks_raw[..., :2]
+    speed = np.linalg.norm(np.gradient(np.nanmean(raw, axis=1), axis=0), axis=-1)
+    fast = ~np.isnan(speed)
+    fast &= speed >= np.quantile(speed[fast], 1 - fastest_fraction)
+    return float(np.linalg.norm(track.landmarks[fast, :, :2] - raw[fast], axis=-1).mean())

@@ -18,6 +18,7 @@ from facegraft.common.errors import FaceGraftError
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.track_file import load_track, save_track
 from facegraft.ml.track_quality import (
+    fast_motion_error_px,
     jitter_ratio,
     lag_frames,
     reprojection_error_px,
@@ -71,9 +72,14 @@ def test_reprojection(franck_track):
 def test_filter_removes_jitter_without_lag(franck_track):
     ratio = jitter_ratio(franck_track)
     lag = lag_frames(franck_track)
-    print(f"jitter ratio filtered/raw: {ratio:.3f}, lag on fast motion: {lag:+.2f} frames")
-    assert ratio <= 0.5
+    fast = fast_motion_error_px(franck_track)
+    print(f"jitter ratio filtered/raw: {ratio:.3f}, lag on fast motion: {lag:+.2f} frames, "
+          f"off the raw landmarks on the fastest frames: {fast:.2f} px")
+    assert ratio <= 0.7
     assert abs(lag) <= 1.0
+    # Fast motion passes: a filter that flattens the laugh's head shakes (1.7-2 px here, up to
+    # 7 px in single frames) slides the swapped face off the plate's.
+    assert fast < 1.0
     # The filter follows real motion: filtered landmarks stay near the raw ones.
     p = franck_track.present
     drift = np.linalg.norm(franck_track.landmarks[p, :, :2] - franck_track.landmarks_raw[p, :, :2],
