@@ -266,7 +266,7 @@ STAGES: tuple[Stage, ...] = (
                      type=pixel, metavar="X,Y"),
               Option(("--faces",), "how many faces MediaPipe looks for (default 1, or 4 with "
                      "--pick)", dest="num_faces", type=positive_int),
-              WORKERS, FORCE, CHUNK), revision=4),
+              WORKERS, FORCE, CHUNK), revision=5),
     Stage("build", "Build Scene", BLENDER, "build the Blender scene of a tracked footage",
           "addon.build:build_blend", "SHOT/<role>/track.npz",
           "SHOT/<role>/scene.blend, face_shape.pc2", (SHOT, ROLE, VIDEO), progress=False,

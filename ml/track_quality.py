@@ -1,5 +1,5 @@
 """Numbers that say whether a track can be trusted: reprojection, jitter, lag and how
-closely it follows fast motion.
+closely it follows fast motion and blinks.
 
 Used by the tests and by the eval stage (jitter).
 """
@@ -85,3 +85,13 @@ def fast_motion_error_px(track: Track, fastest_fraction: float = 0.05) -> float:
     fast = ~np.isnan(speed)
     fast &= speed >= np.quantile(speed[fast], 1 - fastest_fraction)
     return float(np.linalg.norm(track.landmarks[fast, :, :2] - raw[fast], axis=-1).mean())
+
+
+def blink_shortfall(track: Track, shut: float = 0.6) -> float:
+    """How far the filtered eyeBlink blendshapes fall short of the raw ones where the raw
+    say the eye is shut: a filter that rounds off a blink's peak leaves the swap's eye ajar."""
+    names = track.meta["blendshape_names"]
+    columns = [names.index("eyeBlinkLeft"), names.index("eyeBlinkRight")]
+    raw, filtered = track.blendshapes_raw[:, columns], track.blendshapes[:, columns]
+    closed = raw > shut  # NaN (absent frames) compares False
+    return float((raw[closed] - filtered[closed]).mean())

@@ -62,12 +62,14 @@ from .smoothing import OneEuroParams, filter_present
 # The pose opens up quickly with speed (beta, and a speed estimate of 2 Hz): with a tenth of
 # today's beta a laugh's shake of the head was flattened by up to 7 px on franck.mp4's 100 px
 # face, the swapped face slid off the plate's and self-reenactment SSIM fell to 0.65 there.
+# Shape and blendshapes likewise, for blinks: a slower filter left a shut eye's blink 0.06-0.08
+# short of its peak.
 FILTERS = {
     "rotation": OneEuroParams(min_cutoff_hz=1.0, beta=20.0, d_cutoff_hz=2.0),  # quaternions
     "translation": OneEuroParams(min_cutoff_hz=1.0, beta=1.0, d_cutoff_hz=2.0),  # cm
-    "shape": OneEuroParams(min_cutoff_hz=1.5, beta=0.5),  # head-space cm
+    "shape": OneEuroParams(min_cutoff_hz=1.5, beta=2.0, d_cutoff_hz=2.0),  # head-space cm
     "depth": OneEuroParams(min_cutoff_hz=1.5, beta=0.05),  # relative z, pixels
-    "blendshapes": OneEuroParams(min_cutoff_hz=2.0, beta=1.0),  # unitless 0..1
+    "blendshapes": OneEuroParams(min_cutoff_hz=2.0, beta=5.0, d_cutoff_hz=2.0),  # 0..1
 }
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 263, 33
 MAX_CANONICAL_ERROR = 0.10  # rigid error against the canonical face beyond which

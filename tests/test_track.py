@@ -18,6 +18,7 @@ from facegraft.common.errors import FaceGraftError
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.track_file import load_track, save_track
 from facegraft.ml.track_quality import (
+    blink_shortfall,
     fast_motion_error_px,
     jitter_ratio,
     lag_frames,
@@ -80,6 +81,11 @@ def test_filter_removes_jitter_without_lag(franck_track):
     # Fast motion passes: a filter that flattens the laugh's head shakes (1.7-2 px here, up to
     # 7 px in single frames) slides the swapped face off the plate's.
     assert fast < 1.0
+    # ...and so do blinks: the shut eye's blendshapes keep their peak (0.06-0.08 short
+    # with a blendshape filter five times slower to open up).
+    blink = blink_shortfall(franck_track)
+    print(f"shut eyes' blink blendshapes short of the raw by {blink:.3f}")
+    assert blink < 0.03
     # The filter follows real motion: filtered landmarks stay near the raw ones.
     p = franck_track.present
     drift = np.linalg.norm(franck_track.landmarks[p, :, :2] - franck_track.landmarks_raw[p, :, :2],
