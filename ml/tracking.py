@@ -59,9 +59,9 @@ from ..pipeline.video import VideoInfo, probe_video, read_frames
 from .smoothing import OneEuroParams, filter_present
 
 # Filter settings in physical units, so they hold for any frame rate and resolution.
-# The pose opens up quickly with speed (beta, and a speed estimate of 2 Hz): with a tenth of
-# today's beta a laugh's shake of the head was flattened by up to 7 px on franck.mp4's 100 px
-# face, the swapped face slid off the plate's and self-reenactment SSIM fell to 0.65 there.
+# The pose opens up quickly with speed (beta, and a speed estimate of 2 Hz): with beta ten
+# times lower a laugh's shake of the head was flattened by up to 7 px on franck.mp4's 122 px
+# wide face, the swapped face slid off the plate's and self-reenactment SSIM fell to 0.61.
 # Shape and blendshapes likewise, for blinks: a slower filter left a shut eye's blink 0.06-0.08
 # short of its peak.
 FILTERS = {
