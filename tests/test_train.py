@@ -506,6 +506,31 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     assert ((back > 127) & found).sum() / ((back > 127) | found).sum() > 0.6
 
 
+def test_a_small_disagreement_seeds_the_matte_only_when_it_is_strong():
+    """A fingertip over the cheek by the face's outline is a small seed: it counts when it is
+    far from the render on average, and a faint one of the same size (a crease, a
+    highlight) does not; a large faint one does."""
+    import numpy as np
+    from facegraft.ml import plate_consistency
+
+    size = 128
+    small = round(0.004 * size * size)  # between SMALL_SEED and SMALLEST_SEED
+    assert plate_consistency.SMALL_SEED * size * size < small
+    assert small < plate_consistency.SMALLEST_SEED * size * size
+    disagrees = np.zeros((size, size), bool)
+    distance = np.zeros((size, size), np.float32)
+    parts = {"strong": (slice(20, 28), slice(20, 20 + small // 8)),
+             "faint": (slice(60, 68), slice(20, 20 + small // 8)),
+             "large": (slice(90, 110), slice(20, 60))}
+    for name, where in parts.items():
+        disagrees[where] = True
+        distance[where] = 20.0 if name == "strong" else 9.0
+    seeds = plate_consistency.seeds_of(disagrees, distance)
+    found = {name: seeds[where].mean() for name, where in parts.items()}
+    assert found["strong"] > 0.9 and found["large"] > 0.9, found
+    assert found["faint"] == 0, found
+
+
 def test_the_occlusion_heads_parts_that_look_like_the_face_are_dropped(tiny_shot):
     """An occlusion head still learning marks parts of a clean face (a moustache's shadow):
     a part the cue judges and finds close to the plate's texture render is dropped; the
