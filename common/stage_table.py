@@ -326,7 +326,7 @@ STAGES: tuple[Stage, ...] = (
           "SHOT/merge_<profile>/", (
               SHOT, PROFILE, COLOR, ERODE, FEATHER, MOUTH, SHADING, DETAIL, OUTLINE, FORCE,
               CHUNK),
-          revision=6),
+          revision=7),
     Stage("composite", "Composite", BLENDER,
           "the merged face on the face mesh over the plate, rendered in Blender",
           "addon.composite:composite_shot", "SHOT/plate/scene.blend, SHOT/merge_<profile>/",

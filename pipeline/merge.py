@@ -122,15 +122,27 @@ def crop_matte(region: np.ndarray, normals: np.ndarray, options: MergeOptions) -
     if erode > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
         matte = cv2.erode(matte, kernel)
-    # The surface seen edge-on (the far cheek of a turned head) is where the swap is least
-    # reliable and the plate's own silhouette must show: fade with the normal's z.
-    facing = normals[..., 2].astype(np.float32) / 127.5 - 1
-    matte *= np.clip((facing - 0.1) / 0.25, 0, 1)
+    matte *= silhouette_fade(inside, normals)
     feather = options.feather * size
     if feather > 0:
         matte = cv2.GaussianBlur(matte, (0, 0), sigmaX=feather / 2)
         matte *= inside  # never beyond the mesh
     return matte
+
+
+def silhouette_fade(inside: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(H, W) float32 matte factor: the surface seen edge-on at the face's outline (the far
+    cheek of a turned head) is where the swap is least reliable and the plate's own
+    silhouette must show, so it fades with the normal's z. Only there: the sides of the
+    nose and the cheeks a smile lifts also turn away from the camera, and fading them let
+    the plate's nostrils and folds show through the swap (a ghost of the plate's face)."""
+    facing = normals[..., 2].astype(np.float32) / 127.5 - 1
+    fade = np.clip((facing - 0.1) / 0.25, 0, 1)
+    turned = ((fade < 1) & inside).astype(np.uint8)
+    outline = inside & (cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) == 0)
+    _, parts = cv2.connectedComponents(turned, connectivity=8)
+    at_outline = np.unique(parts[outline & (turned > 0)])
+    return np.where(np.isin(parts, at_outline[at_outline > 0]), fade, 1).astype(np.float32)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:

@@ -76,6 +76,26 @@ def test_matte_stays_on_the_mesh_and_can_leave_the_mouth_to_the_plate(crops):
     assert ((soft > 0.01) & (soft < 0.99)).sum() > ((hard > 0.01) & (hard < 0.99)).sum()
 
 
+def test_only_the_surface_turned_away_at_the_outline_fades(crops):
+    """The far cheek seen edge-on fades to the plate; a patch turned away inside the face
+    (the side of the nose, a cheek a smile lifts) does not: the plate's nostrils would show
+    through the swap."""
+    _, guides, _ = crops
+    region = np.asarray(guides.region[0])
+    normals = np.asarray(guides.normals[0]).copy()
+    inside = region > 0
+    rows, cols = np.nonzero(inside)
+    centre = (int(rows.mean()), int(cols.mean()))
+    interior = np.zeros(inside.shape, bool)
+    interior[centre[0] - 3:centre[0] + 3, centre[1] - 3:centre[1] + 3] = True
+    far_cheek = inside & (np.arange(inside.shape[1]) > cols.max() - 6)
+    normals[..., 2] = 255  # facing the camera
+    normals[interior | far_cheek, 2] = 140  # z about 0.1: edge-on
+    matte = crop_matte(region, normals, MergeOptions(erode=0, feather=0))
+    assert matte[interior].min() == 1.0
+    assert matte[far_cheek].max() < 0.1
+
+
 def test_colour_statistics_are_smoothed_over_time():
     rng = np.random.default_rng(0)
     noisy = [np.full((2, 2, 3), 100.0) + rng.normal(0, 5, (2, 2, 3)) for _ in range(50)]
