@@ -573,9 +573,10 @@ def test_the_occlusion_heads_parts_that_look_like_the_face_are_dropped(tiny_shot
 def test_a_hand_the_skins_colour_is_found_by_its_outline(tiny_shot, monkeypatch):
     """A hand whose colour is the face's own (the median of the skin) differs from the
     plate's texture render mostly by its outline, which the texture does not draw: the
-    cue's edge term finds much more of it than the colour distance alone, and the clean
-    rest of the face stays clean. At 128 px (the cue's working size), man B's crops scaled
-    up, a hand from the occluder shapes the occlusion head trains on."""
+    cue's edge term finds more of it than the colour distance alone (whose small strong
+    seeds already find some fingers), and the clean rest of the face stays clean. At 128 px
+    (the cue's working size), man B's crops scaled up, a hand from the occluder shapes the
+    occlusion head trains on."""
     import cv2
     import numpy as np
     from facegraft.common.dataset_file import load_dataset
@@ -614,7 +615,7 @@ def test_a_hand_the_skins_colour_is_found_by_its_outline(tiny_shot, monkeypatch)
 
     iou, elsewhere = found_iou_and_elsewhere(plate_consistency.EDGE_WEIGHT)
     colour_iou, _ = found_iou_and_elsewhere(0.0)
-    assert iou > colour_iou + 0.08 and iou > 0.5, (iou, colour_iou)  # 0.58 against 0.43
+    assert iou > colour_iou + 0.05 and iou > 0.6, (iou, colour_iou)  # 0.64 against 0.56
     assert elsewhere < 0.03, elsewhere  # 0.02: the cut grows past the fingers' ends
 
 
