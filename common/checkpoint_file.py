@@ -5,6 +5,8 @@ weights. Readable without torch (``facegraft run`` and the panel check it);
 Format ``facegraft.checkpoint`` version 1, in ``SHOT/model_<profile>/``:
 
 - ``checkpoint-<step>.safetensors``: the model's tensors under ``model.<name>``, the
+  averaged weights that swaps use under ``average.<name>`` (``ml/weight_average.py``;
+  absent from checkpoints written before they were kept: swaps then use ``model.``), the
   optimizer's per-parameter state under ``optim.<index>.<key>`` and the torch RNG state
   under ``rng.torch``.
 - ``checkpoint.json``: ``format``, ``version``, ``step``, ``config`` (the SwapConfig),

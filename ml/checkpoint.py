@@ -20,13 +20,15 @@ from ..common.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read
 from ..common.errors import FaceGraftError
 from ..common.samples import sha256_of
 from ..common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
+from .weight_average import TENSOR_PREFIX as AVERAGE_PREFIX
 
 
 def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None, config: dict, options: dict,
-                    elapsed_s: float) -> Path:
+                    elapsed_s: float, average: dict[str, torch.Tensor] | None = None) -> Path:
     run = Path(run)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"{AVERAGE_PREFIX}{k}": v for k, v in (average or {}).items()})
     optimizer_groups = None
     if optimizer is not None:
         state = optimizer.state_dict()

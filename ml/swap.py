@@ -37,12 +37,15 @@ from .checkpoint import load_checkpoint, read_sidecar, restore
 from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
 from .plate_consistency import inconsistency_mattes
 from .train import guide_arrays, parse_rows, require_dataset
+from .weight_average import averaged_tensors
 
 
 def load_model(model_dir: Path) -> tuple[SwapModel, dict]:
+    """The checkpoint's model on its averaged weights (its last weights when it has none)."""
     sidecar, tensors = load_checkpoint(model_dir)
     model = SwapModel(SwapConfig.from_dict(sidecar["config"]))
     restore(model, None, sidecar, tensors)
+    model.load_state_dict(model.state_dict() | averaged_tensors(tensors))
     return model.eval(), sidecar
 
 

@@ -50,6 +50,7 @@ from .losses import occlusion_loss, reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
 from .occluders import paste_occluders
 from .step_prefetch import StepPrefetch, prefetch_threads
+from .weight_average import WeightAverage, averaged_tensors
 
 
 @dataclass
@@ -65,6 +66,7 @@ class TrainOptions:
     source_frames: str | None = None  # "FIRST:END" rows of the source dataset
     plate_frames: str | None = None
     region_weight: float = 3.0  # eyes, lips and mouth count this much more
+    average_decay: float = 0.95  # of the averaged weights swaps use (ml/weight_average.py)
 
 
 def parse_rows(text: str | None, count: int) -> np.ndarray:
@@ -307,21 +309,23 @@ def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resu
     """The model and optimizer, new or restored from the folder's checkpoint, and the step
     and training time it had reached."""
     model, optimizer = _new_model(config, options)
-    step, elapsed = 0, 0.0
+    step, elapsed, averaged = 0, 0.0, None
     if resume and (model_dir / CHECKPOINT_SIDECAR).exists():
         try:
             sidecar, tensors = load_checkpoint(model_dir)
             restore(model, optimizer, sidecar, tensors)
             step, elapsed = int(sidecar["step"]), float(sidecar.get("elapsed_s", 0.0))
+            averaged = averaged_tensors(tensors)
         except FaceGraftError:  # weights changed since they were written
             model, optimizer = _new_model(config, options)  # every process starts again
+            step, elapsed, averaged = 0, 0.0, None
             if ranks.is_main:
                 _set_aside_damaged(model_dir)
                 model_dir.mkdir()
     if ranks.is_main:
         _trim_log(model_dir / "loss.jsonl", step)
     wait_for_all(ranks)
-    return model, optimizer, step, elapsed
+    return model, optimizer, step, elapsed, averaged
 
 
 def _trim_log(log: Path, step: int) -> None:
@@ -500,8 +504,9 @@ def _open_training(layout: ShotLayout, options: TrainOptions, resume: bool,
     if ranks.is_main:
         model_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
     wait_for_all(ranks)
-    model, optimizer, step, elapsed = _open_model(model_dir, options, config, resume, ranks)
-    return model_dir, data_key, config, footages, model, optimizer, step, elapsed
+    model, optimizer, step, elapsed, averaged = _open_model(model_dir, options, config, resume,
+                                                            ranks)
+    return model_dir, data_key, config, footages, model, optimizer, step, elapsed, averaged
 
 
 def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
@@ -527,13 +532,11 @@ def train(layout: ShotLayout, options: TrainOptions, resume: bool = False,
 def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mode: str,
            guides: tuple[str, ...], ranks: Ranks) -> Path:
     (model_dir, data_key, config, footages, model, optimizer, step,
-     elapsed_before) = _open_training(layout, options, resume, guides, ranks)
+     elapsed_before, averaged) = _open_training(layout, options, resume, guides, ranks)
     device = ranks.device()
     _to_device(model, optimizer, device)
-    forward = BothIdentities(model)
-    if ranks.distributed:
-        forward = DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None)
+    average = WeightAverage(model, options.average_decay, step, averaged)
+    forward = _forward_of(model, ranks, device)
     if ranks.is_main:
         _write_config(model_dir, layout, options, config, device, footages, ranks)
     deadline = None if options.minutes is None else options.minutes * 60
@@ -552,7 +555,8 @@ def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mod
     def save() -> None:
         if ranks.is_main:
             save_checkpoint(model_dir, step, model, optimizer, config.to_dict(),
-                            {**asdict(options), "data_key": data_key}, elapsed())
+                            {**asdict(options), "data_key": data_key}, elapsed(),
+                            average.tensors())
 
     prepare = partial(_prepared_step, model, footages, options, ranks, device)
     with _loss_log(model_dir, ranks) as log, StepPrefetch(
@@ -563,23 +567,40 @@ def _train(layout: ShotLayout, options: TrainOptions, resume: bool, progress_mod
             loss, parts = _training_step(forward, on_device, inputs, device,
                                          options.region_weight, ranks)
             optimizer.step()
+            average.update()
             step += 1
             log.write(json.dumps({"step": step, "loss": loss, **parts,
                                   "seconds": round(elapsed(), 2)}) + "\n")
             log.flush()
             progress.update(step if options.steps else int(elapsed()))
             if ranks.is_main and step % options.preview_every == 0:
-                _write_preview(model_dir / "previews" / f"step_{step:08d}.png", model, *batches)
-                _write_preview(layout.preview(options.profile), model, *batches)
+                _write_previews([model_dir / "previews" / f"step_{step:08d}.png",
+                                 layout.preview(options.profile)], average, batches)
             if step % options.checkpoint_every == 0:
                 save()
                 last_saved = step
         if step != last_saved:
             save()
     if batches is not None and ranks.is_main:
-        _write_preview(layout.preview(options.profile), model, *batches)
+        _write_previews([layout.preview(options.profile)], average, batches)
     progress.finish(output=str(model_dir), steps=step)
     return model_dir
+
+
+def _forward_of(model: SwapModel, ranks: Ranks, device: torch.device) -> nn.Module:
+    """Both identities' forward pass, wrapped for gradients averaged across processes."""
+    forward = BothIdentities(model)
+    if not ranks.distributed:
+        return forward
+    return DistributedDataParallel(forward,
+                                   device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _write_previews(paths: list[Path], average: WeightAverage, batches: tuple) -> None:
+    """Previews of the model the swap will use: its averaged weights."""
+    with average.applied():
+        for path in paths:
+            _write_preview(path, average.model, *batches)
 
 
 def _loss_log(model_dir: Path, ranks: Ranks) -> TextIO:

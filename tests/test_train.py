@@ -21,6 +21,8 @@ from facegraft.ml import train as train_module
 from facegraft.ml.checkpoint import load_checkpoint
 from facegraft.ml.model import PROFILES, SwapModel
 from facegraft.ml.step_prefetch import StepPrefetch
+from facegraft.ml.swap import load_model
+from facegraft.ml.weight_average import WeightAverage, averaged_tensors
 from safetensors.torch import load_file
 
 TINY = PROFILES["tiny"].resolution
@@ -111,11 +113,42 @@ def test_resume_after_kill_continues_exactly(tiny_shot, straight_run, tmp_path):
     resumed = load_file(str(run / json.loads((run / SIDECAR).read_text())["weights"]))
     straight = load_file(str(straight_run / json.loads(
         (straight_run / SIDECAR).read_text())["weights"]))
-    for key in (k for k in straight if k.startswith("model.")):
+    for key in (k for k in straight if k.startswith(("model.", "average."))):
         assert torch.allclose(resumed[key], straight[key], atol=1e-5), key
     steps = [json.loads(line)["step"]
              for line in (run / "loss.jsonl").read_text().splitlines()]
     assert steps[-1] == 12 and sorted(set(steps)) == list(range(1, 13))
+
+
+def test_the_weight_average_starts_from_the_trained_weights_and_follows_them():
+    """The decay is held back at first ((1 + t) / (10 + t)), then capped; the preview's
+    block runs on the average and gives the weights back."""
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.3)
+    expected = 0.0
+    for step, value in enumerate((1.0, 2.0, 4.0, 8.0), start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update()
+        decay = min(0.3, (1 + step) / (10 + step))  # held back, then 0.3 from step 3
+        expected = decay * expected + (1 - decay) * value
+        assert torch.allclose(average.tensors()["weight"], torch.full((1, 2), expected))
+    assert expected == pytest.approx(6.59, abs=0.01)  # behind the last weights (8)
+    with average.applied():
+        assert torch.allclose(model.weight, torch.full((1, 2), expected))
+    assert torch.equal(model.weight, torch.full((1, 2), 8.0))
+
+
+def test_swaps_use_the_averaged_weights(straight_run):
+    tensors = load_checkpoint(straight_run)[1]
+    average = averaged_tensors(tensors)
+    model, _ = load_model(straight_run)
+    assert set(average) == {name for name, _ in model.named_parameters()}
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter, average[name]), name
+    assert any(not torch.equal(tensors[f"model.{name}"], average[name]) for name in average)
 
 
 def test_swap_and_metrics(straight_run, tiny_shot, cli):
@@ -458,7 +491,7 @@ def test_a_killed_rank_and_resume_continue_the_two_rank_run(two_rank_run, tiny_s
     straight_dir = two_rank_run[1]
     straight = load_file(str(straight_dir / json.loads((straight_dir / SIDECAR).read_text())
                              ["weights"]))
-    for key in (k for k in straight if k.startswith("model.")):
+    for key in (k for k in straight if k.startswith(("model.", "average."))):
         assert torch.allclose(resumed[key], straight[key], atol=1e-5), key
     assert [e["step"] for e in _losses(run)] == list(range(1, 13))
 
