@@ -20,7 +20,8 @@ from ..common.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read
 from ..common.errors import FaceGraftError
 from ..common.samples import sha256_of
 from ..common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
-from .weight_average import TENSOR_PREFIX as AVERAGE_PREFIX
+
+AVERAGE_PREFIX = "average."  # the averaged weights (ml/weight_average.py) swaps use
 
 
 def save_checkpoint(run: Path, step: int, model: torch.nn.Module,
@@ -86,3 +87,10 @@ def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, sid
         optimizer.load_state_dict({"state": state, "param_groups": sidecar["optimizer"]})
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
+
+
+def averaged_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The averaged weights a checkpoint's tensors hold (by parameter name); empty for a
+    checkpoint written before averages were kept."""
+    return {k[len(AVERAGE_PREFIX):]: v for k, v in tensors.items()
+            if k.startswith(AVERAGE_PREFIX)}

@@ -33,11 +33,10 @@ from ..common.stage_table import revision
 from ..common.swap_file import SWAP_ARRAYS, SWAP_FORMAT, SWAP_VERSION, swap_is_complete
 from ..common.texture_file import texture_key
 from ..pipeline.texture import Texture, load_texture
-from .checkpoint import load_checkpoint, read_sidecar, restore
+from .checkpoint import averaged_tensors, load_checkpoint, read_sidecar, restore
 from .model import SOURCE, SwapConfig, SwapModel, guides_tensor
 from .plate_consistency import inconsistency_mattes
 from .train import guide_arrays, parse_rows, require_dataset
-from .weight_average import averaged_tensors
 
 
 def load_model(model_dir: Path) -> tuple[SwapModel, dict]:

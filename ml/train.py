@@ -42,7 +42,7 @@ from ..common.progress import Progress
 from ..common.shot_layout import CHECKPOINT_SIDECAR, FootageFolder, ShotLayout
 from ..common.texture_file import texture_key
 from ..pipeline.texture import Texture, load_texture, render_face
-from .checkpoint import load_checkpoint, read_sidecar, restore, save_checkpoint
+from .checkpoint import averaged_tensors, load_checkpoint, read_sidecar, restore, save_checkpoint
 from .distributed import Ranks, broadcast_flag, mean_across, ranks_from_environment, wait_for_all
 from .distributed import start as start_processes
 from .distributed import stop as stop_processes
@@ -50,7 +50,7 @@ from .losses import occlusion_loss, reconstruction_loss
 from .model import SOURCE, TARGET, SwapConfig, SwapModel, guides_tensor, profile
 from .occluders import paste_occluders
 from .step_prefetch import StepPrefetch, prefetch_threads
-from .weight_average import WeightAverage, averaged_tensors
+from .weight_average import WeightAverage
 
 
 @dataclass
@@ -318,7 +318,6 @@ def _open_model(model_dir: Path, options: TrainOptions, config: SwapConfig, resu
             averaged = averaged_tensors(tensors)
         except FaceGraftError:  # weights changed since they were written
             model, optimizer = _new_model(config, options)  # every process starts again
-            step, elapsed, averaged = 0, 0.0, None
             if ranks.is_main:
                 _set_aside_damaged(model_dir)
                 model_dir.mkdir()

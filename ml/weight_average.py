@@ -18,8 +18,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-TENSOR_PREFIX = "average."  # how a checkpoint's safetensors name the averaged weights
-
 
 class WeightAverage:
     """An exponential moving average of ``model``'s parameters, updated after each step."""
@@ -60,9 +58,3 @@ def _copy_into(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
     with torch.no_grad():
         for target, value in zip(targets, values, strict=True):
             target.copy_(value)
-
-
-def averaged_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The averaged weights a checkpoint's tensors hold (by parameter name); empty for a
-    checkpoint written before averages were kept."""
-    return {k[len(TENSOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(TENSOR_PREFIX)}

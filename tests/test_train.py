@@ -18,11 +18,11 @@ from facegraft.common.errors import FaceGraftError
 from facegraft.common.shot_layout import CHECKPOINT_SIDECAR as SIDECAR
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.ml import train as train_module
-from facegraft.ml.checkpoint import load_checkpoint
+from facegraft.ml.checkpoint import averaged_tensors, load_checkpoint
 from facegraft.ml.model import PROFILES, SwapModel
 from facegraft.ml.step_prefetch import StepPrefetch
 from facegraft.ml.swap import load_model
-from facegraft.ml.weight_average import WeightAverage, averaged_tensors
+from facegraft.ml.weight_average import WeightAverage
 from safetensors.torch import load_file
 
 TINY = PROFILES["tiny"].resolution
