@@ -219,13 +219,42 @@ def test_the_textures_detail_is_its_albedos_not_the_meshs_shading(fast_run):
     assert np.abs(flat[where] - 1).max() < 1e-3
 
 
-def test_the_plate_outline_keeps_the_plates_background_beside_a_wider_face(fast_run, tmp_path):
-    """Man A's face is wider than man B's: with the source's outline the matte reaches past
+def _with_a_wider_source(fast_run, root, cli) -> ShotLayout:
+    """A copy of the fast run's shot whose Source Identity key an artist widened by 15 %
+    (man A's own face is hardly wider than man B's), its guides and swap made again."""
+    import bpy
+    from facegraft.addon.blend_file import save_blend_atomic
+    from facegraft.addon.build import FACE_NAME
+    from facegraft.common.shot_layout import SOURCE_IDENTITY_KEY
+
+    layout, wider = ShotLayout(fast_run.out), ShotLayout(root)
+    shutil.copytree(layout.plate.path, wider.plate.path)
+    wider.source.path.symlink_to(layout.source.path)
+    wider.model("tiny").symlink_to(layout.model("tiny"))
+    bpy.ops.wm.open_mainfile(filepath=str(wider.plate.scene))
+    key = bpy.data.objects[FACE_NAME].data.shape_keys.key_blocks[SOURCE_IDENTITY_KEY]
+    shape = np.empty(len(key.data) * 3, np.float32)
+    key.data.foreach_get("co", shape)
+    shape = shape.reshape(-1, 3)
+    shape[:, 0] = shape[:, 0].mean() + 1.15 * (shape[:, 0] - shape[:, 0].mean())
+    key.data.foreach_set("co", shape.ravel())
+    save_blend_atomic(wider.plate.scene)
+    for args in (("guides", "--role", "plate", "--size", "tiny", "--force"),
+                 ("swap", "--profile", "tiny", "--force")):
+        result = cli(*args, "--shot", root, "--progress", "none")
+        assert result.returncode == 0, result.stderr
+    return wider
+
+
+def test_the_plate_outline_keeps_the_plates_background_beside_a_wider_face(fast_run, tmp_path,
+                                                                          cli):
+    """A source face wider than man B's: with the source's outline the matte reaches past
     man B's face mesh (where the network can only guess a cheek over the door); with the
     plate's (the default) it stays inside it and is otherwise the same."""
     from facegraft.common.crop import for_opencv
 
-    layout = ShotLayout(fast_run.out)
+    # The fast run's folder depth, so that the .blend's relative paths still reach the videos.
+    layout = _with_a_wider_source(fast_run, tmp_path / "run", cli)
     mattes = {}
     for outline in ("plate", "source"):
         swap = tmp_path / f"swap_{outline}"
