@@ -2,7 +2,9 @@
 
 The plate's texture (its albedo in the canonical UV layout, built robustly from all of its
 frames) rendered through each frame's own guides under that frame's light is what the
-face would look like there with nothing in front of it. Where the crop's colour is far
+face would look like there with nothing in front of it (its exposure matched to the
+frame by the face's commonest brightness ratio, which an occluder over a third of the face
+does not move). Where the crop's colour is far
 from that render, or the crop has an edge the render lacks (the outline and shade of a
 finger the skin's own colour), something else is there: a hand, a prop, hair. This needs
 no training, so it sees occluders unlike the synthetic ones the occlusion head learns
@@ -99,6 +101,10 @@ HEAD_SUPPORT = 7.5
 # The cue is coarse (it is blurred and opened at a few pixels): larger crops are judged at
 # this size and the matte scaled back, so a 512 px model's swap pays what a 128 px one does.
 WORKING_SIZE = 128
+# The exposure's brightness ratios (natural log) are binned this finely over -1..1, and
+# the pixels within ``AGREEING_RATIO`` of the commonest one set the channels' gains.
+RATIO_BINS = 100
+AGREEING_RATIO = 0.15
 
 
 def blurred_lab(image: np.ndarray, blur: float) -> np.ndarray:
@@ -116,13 +122,23 @@ def colour_distance(crop_lab: np.ndarray, render_lab: np.ndarray) -> np.ndarray:
 
 
 def exposed_like(render: np.ndarray, crop: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """``render`` with each channel scaled by its median ratio to ``crop`` over ``face``:
-    the fitted light gets the face's overall brightness wrong when the head tilts into
-    shadow or the exposure drifts; a median is not moved by an occluder on part of it."""
+    """``render`` with each channel scaled by its ratio to ``crop`` over the pixels of
+    ``face`` that agree on it: the fitted light gets the face's overall brightness wrong
+    when the head tilts into shadow or the exposure drifts. The ratio is the commonest one
+    (the peak of the pixels' brightness ratios), not the median: an occluder over half of
+    the face, another face's skin or a hand, drags a median towards its own colour."""
     if face.sum() < 16:
         return render
     a, b = (to_linear(image[face]) for image in (crop, render))
-    gain = np.median(a, axis=0) / np.maximum(np.median(b, axis=0), 1e-3)
+    ratios = np.log(np.maximum(a, 1e-3)) - np.log(np.maximum(b, 1e-3))
+    brightness = ratios.mean(axis=1)
+    counts, edges = np.histogram(brightness, bins=RATIO_BINS, range=(-1.0, 1.0))
+    counts = cv2.GaussianBlur(counts.astype(np.float32)[None], (0, 0), 2).ravel()
+    peak = (edges[counts.argmax()] + edges[counts.argmax() + 1]) / 2
+    agreeing = np.abs(brightness - peak) < AGREEING_RATIO
+    if agreeing.sum() < 16:
+        agreeing = np.ones(len(a), bool)
+    gain = np.exp(np.median(ratios[agreeing], axis=0))
     return to_srgb(to_linear(render) * np.clip(gain, 0.5, 2.0))
 
 
