@@ -697,6 +697,44 @@ def test_an_occluder_over_a_third_of_the_face_does_not_set_the_exposure(tiny_sho
     assert abs(ratio - 1) < 0.1, ratio
 
 
+def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_shot):
+    """A hand comes in from the side: what covers the face lies by its outline. A disc cut
+    from man A's crop over the edge of man B's cheek (reaching 8 px into the face at 128
+    px, the cue's working size) is found up to the outline; three pixels of the outline
+    left unjudged, half of it is not. Nothing else of the face is marked."""
+    import cv2
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.ml import plate_consistency
+    from facegraft.pipeline.texture import load_texture
+
+    layout = ShotLayout(tiny_shot)
+    plate = load_dataset(layout.plate.dataset(TINY))
+    texture = load_texture(layout.plate.texture)
+    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
+                    (TINY // 3, TINY // 4), axis=(0, 1))
+    rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
+    size = plate_consistency.WORKING_SIZE
+    crops = {name: np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC
+                                        if name == "rgb" else cv2.INTER_NEAREST)
+                             for image in np.asarray(plate[name])[rows]])
+             for name in ("rgb", "uv", "normals", "region")}
+    donor = cv2.resize(donor, (size, size))
+    face = crops["region"] > 0
+    discs = np.zeros(face.shape, bool)
+    for i in range(len(rows)):
+        ys, xs = np.nonzero(face[i])
+        y = int(np.median(ys) + 0.1 * (ys.max() - ys.min()))  # the cheek's height
+        disc = np.zeros((size, size), np.uint8)
+        cv2.circle(disc, (int(xs[ys == y].max()) + 7, y), 15, 1, -1)
+        discs[i] = disc > 0
+        crops["rgb"][i][discs[i]] = donor[discs[i]]
+    truth = discs & face
+    found = plate_consistency.inconsistency_mattes(crops, np.arange(len(rows)), texture) > 127
+    assert found[truth].mean() > 0.8, found[truth].mean()  # 0.99 (0.50 three pixels off)
+    assert (found & face & ~discs).sum() / face.sum() < 0.005
+
+
 def test_a_shut_eyes_lashes_are_not_taken_for_an_occluder(tiny_shot):
     """A shut eye leaves no eye region on the mesh, and its lashes and a laugh's creases are
     not in the texture: the widened rim of such an eye is not judged. Man B's eyes shut
