@@ -496,6 +496,33 @@ def test_a_killed_rank_and_resume_continue_the_two_rank_run(two_rank_run, tiny_s
     assert [e["step"] for e in _losses(run)] == list(range(1, 13))
 
 
+def _cue_inputs(tiny_shot: Path) -> tuple:
+    """Man B's plate dataset and texture, and a donor to cut occluders from: man A's crop
+    shifted (his hair, the wall behind him, his skin)."""
+    import numpy as np
+    from facegraft.common.dataset_file import load_dataset
+    from facegraft.pipeline.texture import load_texture
+
+    layout = ShotLayout(tiny_shot)
+    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
+                    (TINY // 3, TINY // 4), axis=(0, 1))
+    return load_dataset(layout.plate.dataset(TINY)), load_texture(layout.plate.texture), donor
+
+
+def _at_working_size(plate: dict, rows) -> dict:
+    """The plate's crops and guides of ``rows`` at the cue's working size (128 px): the
+    crops scaled up, the encoded guides resampled, never blended."""
+    import cv2
+    import numpy as np
+    from facegraft.ml.plate_consistency import WORKING_SIZE
+
+    return {name: np.stack([cv2.resize(image, (WORKING_SIZE, WORKING_SIZE),
+                                       interpolation=cv2.INTER_CUBIC if name == "rgb"
+                                       else cv2.INTER_NEAREST)
+                            for image in np.asarray(plate[name])[rows]])
+            for name in ("rgb", "uv", "normals", "region")}
+
+
 def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     """The plate's own texture rendered under each frame's light is the face with nothing
     in front of it: on man B's clean frames (talking, smiling) the cue marks almost
@@ -503,15 +530,9 @@ def test_what_does_not_look_like_the_plates_face_is_matted(tiny_shot):
     his skin) moving over man B's face is found."""
     import cv2
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.ml.plate_consistency import inconsistency_mattes
-    from facegraft.pipeline.texture import load_texture
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
-                    (TINY // 3, TINY // 4), axis=(0, 1))
-    texture = load_texture(layout.plate.texture)
+    plate, texture, donor = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))
     face = np.asarray(plate["region"])[rows] > 0
     clean = inconsistency_mattes(plate, rows, texture) > 127
@@ -571,16 +592,10 @@ def test_the_occlusion_heads_parts_that_look_like_the_face_are_dropped(tiny_shot
     the cue does not judge."""
     import cv2
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.common.guides_file import REGION_LABELS
     from facegraft.ml.plate_consistency import inconsistency_mattes
-    from facegraft.pipeline.texture import load_texture
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    texture = load_texture(layout.plate.texture)
-    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
-                    (TINY // 3, TINY // 4), axis=(0, 1))
+    plate, texture, donor = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))[::3]
     region = np.asarray(plate["region"])[rows]
     head = np.zeros(region.shape, np.uint8)
@@ -612,20 +627,13 @@ def test_a_hand_the_skins_colour_is_found_by_its_outline(tiny_shot, monkeypatch)
     occlusion head trains on."""
     import cv2
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.ml import plate_consistency
     from facegraft.ml.occluders import occluder_mask
-    from facegraft.pipeline.texture import load_texture
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    texture = load_texture(layout.plate.texture)
+    plate, texture, _ = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
     size = plate_consistency.WORKING_SIZE
-    crops = {name: np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC
-                                        if name == "rgb" else cv2.INTER_NEAREST)
-                             for image in np.asarray(plate[name])[rows]])
-             for name in ("rgb", "uv", "normals", "region")}
+    crops = _at_working_size(plate, rows)
     face = crops["region"] > 0
     rng = np.random.default_rng(11)
     hands = np.zeros(face.shape, bool)
@@ -660,14 +668,11 @@ def test_an_occluder_over_a_third_of_the_face_does_not_set_the_exposure(tiny_sho
     face: the exposure follows the uncovered face and the occluder is found."""
     import cv2
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.common.guides_file import REGION_LABELS
     from facegraft.ml import plate_consistency
-    from facegraft.pipeline.texture import load_texture, render_face, to_linear, to_srgb
+    from facegraft.pipeline.texture import render_face, to_linear, to_srgb
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    texture = load_texture(layout.plate.texture)
+    plate, texture, _ = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))
     occluded = {name: np.asarray(plate[name]).copy() for name in ("rgb", "uv", "normals",
                                                                   "region")}
@@ -704,21 +709,12 @@ def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_sho
     left unjudged, half of it is not. Nothing else of the face is marked."""
     import cv2
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.ml import plate_consistency
-    from facegraft.pipeline.texture import load_texture
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    texture = load_texture(layout.plate.texture)
-    donor = np.roll(np.asarray(load_dataset(layout.source.dataset(TINY))["rgb"][40]),
-                    (TINY // 3, TINY // 4), axis=(0, 1))
+    plate, texture, donor = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
     size = plate_consistency.WORKING_SIZE
-    crops = {name: np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC
-                                        if name == "rgb" else cv2.INTER_NEAREST)
-                             for image in np.asarray(plate[name])[rows]])
-             for name in ("rgb", "uv", "normals", "region")}
+    crops = _at_working_size(plate, rows)
     donor = cv2.resize(donor, (size, size))
     face = crops["region"] > 0
     discs = np.zeros(face.shape, bool)
@@ -742,14 +738,10 @@ def test_a_shut_eyes_lashes_are_not_taken_for_an_occluder(tiny_shot):
     of lashes over that zone: nothing is marked; the same band 10 px lower, on the cheek,
     is found."""
     import numpy as np
-    from facegraft.common.dataset_file import load_dataset
     from facegraft.common.guides_file import REGION_LABELS
     from facegraft.ml.plate_consistency import inconsistency_mattes, shut_eye_zones
-    from facegraft.pipeline.texture import load_texture
 
-    layout = ShotLayout(tiny_shot)
-    plate = load_dataset(layout.plate.dataset(TINY))
-    texture = load_texture(layout.plate.texture)
+    plate, texture, _ = _cue_inputs(tiny_shot)
     rows = np.flatnonzero(np.asarray(plate["present"]))
     shut = {name: np.asarray(plate[name]).copy() for name in ("rgb", "uv", "normals", "region")}
     shut["region"][shut["region"] == REGION_LABELS["eyes"]] = REGION_LABELS["skin"]
