@@ -320,7 +320,7 @@ STAGES: tuple[Stage, ...] = (
               SHOT, PROFILE,
               Option(("--frames",), "plate frames (default: all)", type=frame_range,
                      metavar="FIRST:END"),
-              FORCE, CHUNK), revision=8),
+              FORCE, CHUNK), revision=9),
     Stage("merge", "Merge", WORKER, "the swapped faces back in plate space, with a matte",
           "pipeline.merge:merge_shot", "SHOT/swap_<profile>/, SHOT/plate/, the textures",
           "SHOT/merge_<profile>/", (
