@@ -119,6 +119,13 @@ OUTLINE_MARGIN = 1 / 128
 # 0.02 % of the face.
 RATIO_BINS = 100
 AGREEING_RATIO = 0.15
+# The graph cut may take pixels up to this share of the crop from the face's outline: the
+# occluder's part beyond the face then joins its colour model (a disc's hair, a hand's palm)
+# and its part over the face is cut whole. Chosen on the occluded dev pair: its final
+# frames' matte IoU 0.81 instead of 0.79 at an eighth (the disc's frames 0.90-0.96 against
+# 0.80-0.85), 0.76 at a sixteenth; on its 128 px crops the same from a fifth to a half. The
+# clean plates' marks are unchanged.
+GROWTH_REACH = 1 / 5
 
 
 def blurred_lab(image: np.ndarray, blur: float) -> np.ndarray:
@@ -255,7 +262,8 @@ def grown_seeds(crop: np.ndarray, seeds: np.ndarray, region: np.ndarray,
     like them, within a margin around the face's ``region`` and never into
     ``surely_face``; only what stays connected to a seed."""
     size = crop.shape[0]
-    near_face = cv2.dilate((region > 0).astype(np.uint8), _disc(max(1, round(size / 8)))) > 0
+    reach = max(1, round(size * GROWTH_REACH))
+    near_face = cv2.dilate((region > 0).astype(np.uint8), _disc(reach)) > 0
     near_seed = cv2.dilate(seeds.astype(np.uint8), _disc(max(1, round(size / 16)))) > 0
     core = cv2.erode(seeds.astype(np.uint8), _disc(1)) > 0
     labels = np.full(seeds.shape, cv2.GC_BGD, np.uint8)
