@@ -731,6 +731,36 @@ def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_sho
     assert (found & face & ~discs).sum() / face.sum() < 0.005
 
 
+def test_an_occluder_over_the_forehead_is_matted_whole_past_the_outline(tiny_shot):
+    """A prop held over the top of the head: the cue judges only its part over the face, and
+    the graph cut carries the matte over the rest of it, past the face's outline, so the
+    occlusion layer shows the occluder whole. A disc cut from man A's crop, centred on man
+    B's hairline with a radius of a quarter of the crop: its part beyond the face is matted
+    (a quarter of it when the cut reached only an eighth of the crop past the face)."""
+    import cv2
+    import numpy as np
+    from facegraft.ml import plate_consistency
+
+    plate, texture, donor = _cue_inputs(tiny_shot)
+    rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
+    size = plate_consistency.WORKING_SIZE
+    crops = _at_working_size(plate, rows)
+    donor = cv2.resize(donor, (size, size))
+    face = crops["region"] > 0
+    discs = np.zeros(face.shape, bool)
+    for i in range(len(rows)):
+        ys, xs = np.nonzero(face[i])
+        x = int(np.median(xs))
+        disc = np.zeros((size, size), np.uint8)
+        cv2.circle(disc, (x, int(ys[xs == x].min())), size // 4 - 2, 1, -1)
+        discs[i] = disc > 0
+        crops["rgb"][i][discs[i]] = donor[discs[i]]
+    found = plate_consistency.inconsistency_mattes(crops, np.arange(len(rows)), texture) > 127
+    assert found[discs & face].mean() > 0.9, found[discs & face].mean()  # 0.97
+    assert found[discs & ~face].mean() > 0.9, found[discs & ~face].mean()  # 1.0 (0.26)
+    assert (found & face & ~discs).sum() / face.sum() < 0.005
+
+
 def test_a_shut_eyes_lashes_are_not_taken_for_an_occluder(tiny_shot):
     """A shut eye leaves no eye region on the mesh, and its lashes and a laugh's creases are
     not in the texture: the widened rim of such an eye is not judged. Man B's eyes shut
