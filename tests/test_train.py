@@ -702,11 +702,10 @@ def test_an_occluder_over_a_third_of_the_face_does_not_set_the_exposure(tiny_sho
     assert abs(ratio - 1) < 0.1, ratio
 
 
-def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_shot):
-    """A hand comes in from the side: what covers the face lies by its outline. A disc cut
-    from man A's crop over the edge of man B's cheek (reaching 8 px into the face at 128
-    px, the cue's working size) is found up to the outline; three pixels of the outline
-    left unjudged, half of it is not. Nothing else of the face is marked."""
+def _cue_on_discs_of_man_a(tiny_shot, centre_of, radius: int):
+    """The cue's matte of man B's crops at its working size with a disc cut from man A's
+    crop pasted on each, centred at ``centre_of(face)`` (the crop's face mask (H, W) bool
+    -> (x, y)): (found, face, discs), (N, H, W) bool each."""
     import cv2
     import numpy as np
     from facegraft.ml import plate_consistency
@@ -719,14 +718,28 @@ def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_sho
     face = crops["region"] > 0
     discs = np.zeros(face.shape, bool)
     for i in range(len(rows)):
-        ys, xs = np.nonzero(face[i])
-        y = int(np.median(ys) + 0.1 * (ys.max() - ys.min()))  # the cheek's height
         disc = np.zeros((size, size), np.uint8)
-        cv2.circle(disc, (int(xs[ys == y].max()) + 7, y), 15, 1, -1)
+        cv2.circle(disc, centre_of(face[i]), radius, 1, -1)
         discs[i] = disc > 0
         crops["rgb"][i][discs[i]] = donor[discs[i]]
-    truth = discs & face
     found = plate_consistency.inconsistency_mattes(crops, np.arange(len(rows)), texture) > 127
+    return found, face, discs
+
+
+def test_an_occluder_coming_in_from_the_side_is_found_up_to_the_outline(tiny_shot):
+    """A hand comes in from the side: what covers the face lies by its outline. A disc cut
+    from man A's crop over the edge of man B's cheek (reaching 8 px into the face at 128
+    px, the cue's working size) is found up to the outline; three pixels of the outline
+    left unjudged, half of it is not. Nothing else of the face is marked."""
+    import numpy as np
+
+    def by_the_cheek(face: np.ndarray) -> tuple[int, int]:
+        ys, xs = np.nonzero(face)
+        y = int(np.median(ys) + 0.1 * (ys.max() - ys.min()))  # the cheek's height
+        return int(xs[ys == y].max()) + 7, y
+
+    found, face, discs = _cue_on_discs_of_man_a(tiny_shot, by_the_cheek, 15)
+    truth = discs & face
     assert found[truth].mean() > 0.8, found[truth].mean()  # 0.99 (0.50 three pixels off)
     assert (found & face & ~discs).sum() / face.sum() < 0.005
 
@@ -737,25 +750,16 @@ def test_an_occluder_over_the_forehead_is_matted_whole_past_the_outline(tiny_sho
     occlusion layer shows the occluder whole. A disc cut from man A's crop, centred on man
     B's hairline with a radius of a quarter of the crop: its part beyond the face is matted
     (a quarter of it when the cut reached only an eighth of the crop past the face)."""
-    import cv2
     import numpy as np
     from facegraft.ml import plate_consistency
 
-    plate, texture, donor = _cue_inputs(tiny_shot)
-    rows = np.flatnonzero(np.asarray(plate["present"]))[::2]
-    size = plate_consistency.WORKING_SIZE
-    crops = _at_working_size(plate, rows)
-    donor = cv2.resize(donor, (size, size))
-    face = crops["region"] > 0
-    discs = np.zeros(face.shape, bool)
-    for i in range(len(rows)):
-        ys, xs = np.nonzero(face[i])
+    def on_the_hairline(face: np.ndarray) -> tuple[int, int]:
+        ys, xs = np.nonzero(face)
         x = int(np.median(xs))
-        disc = np.zeros((size, size), np.uint8)
-        cv2.circle(disc, (x, int(ys[xs == x].min())), size // 4 - 2, 1, -1)
-        discs[i] = disc > 0
-        crops["rgb"][i][discs[i]] = donor[discs[i]]
-    found = plate_consistency.inconsistency_mattes(crops, np.arange(len(rows)), texture) > 127
+        return x, int(ys[xs == x].min())
+
+    radius = plate_consistency.WORKING_SIZE // 4 - 2
+    found, face, discs = _cue_on_discs_of_man_a(tiny_shot, on_the_hairline, radius)
     assert found[discs & face].mean() > 0.9, found[discs & face].mean()  # 0.97
     assert found[discs & ~face].mean() > 0.9, found[discs & ~face].mean()  # 1.0 (0.26)
     assert (found & face & ~discs).sum() / face.sum() < 0.005
