@@ -259,8 +259,8 @@ def seeds_of(disagrees: np.ndarray, distance: np.ndarray) -> np.ndarray:
 def grown_seeds(crop: np.ndarray, seeds: np.ndarray, region: np.ndarray,
                 surely_face: np.ndarray) -> np.ndarray:
     """``seeds`` (H, W) bool grown by GrabCut over the nearby pixels of ``crop`` that look
-    like them, within a margin around the face's ``region`` and never into
-    ``surely_face``; only what stays connected to a seed."""
+    like them, up to ``GROWTH_REACH`` of the crop past the face's ``region`` and never
+    into ``surely_face``; only what stays connected to a seed."""
     size = crop.shape[0]
     reach = max(1, round(size * GROWTH_REACH))
     near_face = cv2.dilate((region > 0).astype(np.uint8), _disc(reach)) > 0
