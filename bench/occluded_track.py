@@ -18,32 +18,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from facegraft.common.canonical_mesh import NUM_MESH_VERTICES
-from facegraft.common.samples import sample_path
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.track_file import Track, load_track, save_track
-from quality import HD_FRAMES, facegraft, figures, occluded_plate
+from quality import clean_plate_track, facegraft, figures, occluded_plate, track_error
 
 KEYS = ("recognised", "identity_distance_to_source", "landmark_nme", "occlusion_iou",
-        "occluder_change")
-
-
-def clean_plate_track(out: Path) -> Track:
-    """face_noface.mov frames 0-71 (the occluded plate's frames before the occluders) tracked
-    as a plate of their own."""
-    shot = out / "footage" / "clean_plate"
-    facegraft("track", sample_path("face_noface.mov"), "--shot", shot, "--role", "plate",
-              "--end", HD_FRAMES, "--progress", "none")
-    return load_track(ShotLayout(shot).plate.track)
-
-
-def track_error(track: Track, truth: Track) -> np.ndarray:
-    """Per frame, the mean distance of the filtered mesh landmarks from the truth's, over the
-    truth's inter-ocular distance (NaN where either lacks the face)."""
-    rows = min(len(track.present), len(truth.present))
-    found, expected = (t.landmarks[:rows, :NUM_MESH_VERTICES, :2] for t in (track, truth))
-    eyes = np.linalg.norm(expected[:, 263] - expected[:, 33], axis=1)
-    return np.linalg.norm(found - expected, axis=2).mean(axis=1) / eyes
+        "occluder_change", "track_error")
 
 
 def swapped_on_track(shot: Path, track: Track, copy: Path) -> None:

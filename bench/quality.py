@@ -14,7 +14,8 @@ Pairs (sample footage, see ``facegraft samples``):
   larger than the model's crop: sharpness);
 - ``occluded``: ``a_to_b_hd`` with synthetic occluders of known shape moving in front of
   the face (hands, bars and discs cut from man C's footage, a different clip than any the
-  model learns from): the occlusion matte against the truth.
+  model learns from): the occlusion matte against the truth, and the plate's track against
+  the same frames' track without the occluders (``track_error``, in inter-ocular distances).
 
 Variants (``--variants``): the model's guide sets, the ablation: ``none``, ``mesh``,
 ``mesh+texture``, ``full`` (mesh, texture, eyes). Every variant of a pair shares the pair's
@@ -32,8 +33,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from facegraft.common.canonical_mesh import NUM_MESH_VERTICES
 from facegraft.common.samples import sample_path
 from facegraft.common.shot_layout import ShotLayout
+from facegraft.common.track_file import Track, load_track
 from facegraft.ml.occluders import occluder_mask
 
 VARIANTS = {"none": "none", "mesh": "mesh", "mesh+texture": "mesh,texture",
@@ -167,10 +170,31 @@ def occlusion_figures(shot: Path, truth_path: Path) -> dict:
             "occluded_frames": len(ious)}
 
 
+def clean_plate_track(out: Path) -> Track:
+    """face_noface.mov frames 0-71 (the occluded plate's frames before the occluders) tracked
+    as a plate of their own."""
+    shot = out / "footage" / "clean_plate"
+    facegraft("track", sample_path("face_noface.mov"), "--shot", shot, "--role", "plate",
+              "--end", HD_FRAMES, "--progress", "none")
+    return load_track(ShotLayout(shot).plate.track)
+
+
+def track_error(track: Track, truth: Track) -> np.ndarray:
+    """Per frame, the mean distance of the filtered mesh landmarks from the truth's, over the
+    truth's inter-ocular distance (NaN where either lacks the face)."""
+    rows = min(len(track.present), len(truth.present))
+    found, expected = (t.landmarks[:rows, :NUM_MESH_VERTICES, :2] for t in (track, truth))
+    eyes = np.linalg.norm(expected[:, 263] - expected[:, 33], axis=1)
+    return np.linalg.norm(found - expected, axis=2).mean(axis=1) / eyes
+
+
 def figures(shot: Path, pair: str, out: Path) -> dict:
     metrics = json.loads(ShotLayout(shot).eval_report.read_text())["metrics"]
     if pair == "occluded":
         metrics.update(occlusion_figures(shot, occluded_plate(out)[1]))
+        # The occluders bend the plate's track too: how far, against the clean frames'.
+        error = track_error(load_track(ShotLayout(shot).plate.track), clean_plate_track(out))
+        metrics["track_error"] = float(np.nanmean(error))
     return metrics
 
 
@@ -184,7 +208,8 @@ COLUMNS = (("recognised", "recognised", "{:.0%}"), ("closer_to_source", "closer"
            ("sharpness_ratio", "sharpness", "{:.2f}"),
            ("sharpness_ratio_merged", "sharpness w/o grain", "{:.2f}"),
            ("occlusion_iou", "occl. IoU", "{:.2f}"),
-           ("occluder_change", "occluder diff", "{:.1f}"))
+           ("occluder_change", "occluder diff", "{:.1f}"),
+           ("track_error", "track err.", "{:.4f}"))
 
 
 def table(results: dict) -> str:
