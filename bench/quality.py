@@ -33,12 +33,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from facegraft.common.canonical_mesh import NUM_MESH_VERTICES
 from facegraft.common.samples import sample_path
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.track_file import Track, load_track
+from facegraft.ml.evaluate import landmark_nme
 from facegraft.ml.occluders import occluder_mask
-from facegraft.ml.tracking import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 
 VARIANTS = {"none": "none", "mesh": "mesh", "mesh+texture": "mesh,texture",
             "full": "mesh,texture,eyes"}
@@ -184,9 +183,7 @@ def track_error(track: Track, truth: Track) -> np.ndarray:
     """Per frame, the mean distance of the filtered mesh landmarks from the truth's, over the
     truth's inter-ocular distance (NaN where either lacks the face)."""
     rows = min(len(track.present), len(truth.present))
-    found, expected = (t.landmarks[:rows, :NUM_MESH_VERTICES, :2] for t in (track, truth))
-    eyes = np.linalg.norm(expected[:, LEFT_EYE_OUTER] - expected[:, RIGHT_EYE_OUTER], axis=1)
-    return np.linalg.norm(found - expected, axis=2).mean(axis=1) / eyes
+    return landmark_nme(track.landmarks[:rows], truth.landmarks[:rows])
 
 
 def figures(shot: Path, pair: str, out: Path) -> dict:

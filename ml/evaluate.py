@@ -223,14 +223,20 @@ def mouth_metrics(found: np.ndarray, truth: np.ndarray, ok: np.ndarray,
     return {"mouth_openness_error": error, "mouth_openness_correlation": correlation}
 
 
+def landmark_nme(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per frame, the mean distance of the 468 mesh landmarks ``found`` (N, >=468, >=2) from
+    ``truth``'s, over ``truth``'s inter-ocular distance (outer eye corners)."""
+    iod = np.linalg.norm(truth[:, 263, :2] - truth[:, 33, :2], axis=-1)
+    return np.linalg.norm(found[:, :468, :2] - truth[:, :468, :2], axis=-1).mean(axis=1) / iod
+
+
 def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
     """Landmark error against the plate's track and jitter against the plate's own."""
     track, rows, crops = frames["track"], frames["rows"], frames["crops"]
     found = _detect_landmarks(frames["merged"])
     truth = apply(crops, track.landmarks[rows, :, :2])
     ok = ~np.isnan(found[:, 0, 0])
-    iod = np.linalg.norm(truth[:, 263] - truth[:, 33], axis=-1)
-    error = np.linalg.norm(found[:, :468] - truth[:, :468], axis=-1).mean(axis=1) / iod
+    error = landmark_nme(found, truth)
     in_plate = np.full((track.frame_count, 478, 2), np.nan)
     in_plate[rows[ok]] = apply(invert(crops[ok]), found[ok])
     span = slice(rows[0], rows[-1] + 1)
