@@ -18,7 +18,14 @@ import bpy
 from ..common.child_process import ChildProcess
 from ..common.errors import FaceGraftError
 from ..common.shot_layout import ShotLayout
-from ..common.stage_table import ShotSettings, Step, blocked_by, run_command, shot_plan
+from ..common.stage_table import (
+    STAGES,
+    ShotSettings,
+    Step,
+    blocked_by,
+    run_command,
+    shot_plan,
+)
 from . import run_state
 from .blend_file import save_copy_atomic
 from .build import CAMERA_NAME, FACE_NAME, build_into_scene
@@ -440,6 +447,31 @@ def load_final_frames(context, layout: ShotLayout) -> bpy.types.Image:
     return image
 
 
+class FACEGRAFT_OT_track_mask(WorkerOperator, bpy.types.Operator):
+    """Keep the shot's occlusion matte (your corrections included) as what the plate's
+    track must not see, so the face mesh no longer bends towards the occluders; Run All
+    then tracks the plate again and redoes what follows (training too)"""
+
+    bl_idname = "facegraft.track_mask"
+    bl_label = "Track Around Occluders"
+
+    @classmethod
+    def poll(cls, context):
+        return _shot_ready(cls, context) and _nothing_running(cls, context)
+
+    def execute(self, context):
+        folder = None
+        try:
+            folder, settings = shot_of(context)
+            return self.start_worker(context, folder, "track-mask", [
+                "track-mask", "--shot", str(folder), "--profile", settings.profile])
+        except FaceGraftError as exc:
+            message = for_artist(str(exc), folder, _plan_or_empty(context))
+            run_state.fail(folder, "track-mask", message)
+            self.report({"ERROR"}, message)
+            return {"CANCELLED"}
+
+
 class FACEGRAFT_OT_stop(bpy.types.Operator):
     """Stop this step's worker (the next run continues where it stopped)"""
 
@@ -505,10 +537,12 @@ def _plan_or_empty(context) -> list[Step]:
 
 def waits_for(plan: list[Step], name: str, running: list[str]) -> str:
     """The running steps step ``name`` waits for, as their buttons say them ('': none)."""
-    labels = {"run": "Run All", **{step.name: step.label for step in plan}}
+    labels = {**{stage.name: stage.label for stage in STAGES},
+              **{step.name: step.label for step in plan}}
     return ", ".join(labels[other] for other in blocked_by(plan, name, running))
 
 
 classes = (FACEGRAFT_OT_load_plate, FACEGRAFT_OT_pick_face, FACEGRAFT_OT_run_step,
-           FACEGRAFT_OT_run_all, FACEGRAFT_OT_stop, FACEGRAFT_OT_open_log)
+           FACEGRAFT_OT_run_all, FACEGRAFT_OT_track_mask, FACEGRAFT_OT_stop,
+           FACEGRAFT_OT_open_log)
 register, unregister = bpy.utils.register_classes_factory(classes)

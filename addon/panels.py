@@ -13,6 +13,7 @@ from __future__ import annotations
 import bpy
 
 from ..common.errors import FaceGraftError
+from ..common.shot_layout import ShotLayout
 from ..common.stage_table import SECTIONS, Step
 from . import run_state
 from .messages import sentence
@@ -85,8 +86,13 @@ def draw_section(layout, context, section: str) -> None:
             _run_row(layout.row(align=True), layout, folder, step.name, step.label,
                      "facegraft.run_step", None, step, status,
                      waiting=waits_for(plan, step.name, running))
+    if section == SECTIONS[0] and ShotLayout(folder).plate.track_mask.is_dir():
+        layout.label(text="The plate's track leaves out plate/track_mask", icon="MOD_MASK")
     if section == SECTIONS[-1]:
         _draw_merge_look(layout, context)
+        _run_row(layout.row(align=True), layout, folder, "track-mask", "Track Around Occluders",
+                 "facegraft.track_mask", "MOD_MASK", None,
+                 waiting=waits_for(plan, "run", running))
 
 
 def _draw_merge_look(layout, context) -> None:

@@ -79,6 +79,11 @@ def files_status(step: Step) -> str:
             return NOT_RUN
         if Path(meta.get("video", "")) != footage.resolve():
             return STALE
+        # Made with the tracking mask there is now (a folder the step reads), and after it?
+        mask = step.reads[1] if len(step.reads) > 1 else None
+        if meta.get("mask") != (str(mask.resolve()) if mask else None) or (
+                mask and (_mtime(mask) or 0) > min(made)):
+            return STALE
     return DONE
 
 

@@ -14,6 +14,9 @@ written next to the footage itself::
         dataset_<R>/         aligned crops + guides for training (common/dataset_file.py)
         texture/             the face's albedo (albedo.png) and each frame's light
                              (pipeline/texture.py)
+        track_mask/          what the plate's track must not see, by scene frame
+                             (pipeline/track_mask.py): written only when asked
+                             (facegraft track-mask), read by the plate's track
       source/                the source's footage folder (same names, no variant)
       model_<profile>/       the trained model (ml/checkpoint.py): checkpoint.json,
                              checkpoint-<step>.safetensors, config.json, loss.jsonl,
@@ -98,6 +101,10 @@ class FootageFolder:
     @property
     def texture(self) -> Path:
         return self.path / "texture"
+
+    @property
+    def track_mask(self) -> Path:
+        return self.path / "track_mask"
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,19 @@ STAGES: tuple[Stage, ...] = (
                      type=pixel, metavar="X,Y"),
               Option(("--faces",), "how many faces MediaPipe looks for (default 1, or 4 with "
                      "--pick)", dest="num_faces", type=positive_int),
+              Option(("--mask",), "a folder of grey images by scene frame, white where "
+                     "something hides the face: filled before MediaPipe looks (default: "
+                     "SHOT/<role>/track_mask/ when there is one)", type=Path,
+                     metavar="FOLDER"),
               WORKERS, FORCE, CHUNK), revision=5),
+    Stage("track-mask", "Track Around Occluders", WORKER,
+          "keep the shot's occlusion matte as the plate's tracking mask",
+          "pipeline.track_mask:keep_occlusion_matte",
+          "SHOT/merge_<profile>/occlusion/ (with the artist's corrections)",
+          "SHOT/plate/track_mask/", (
+              SHOT, PROFILE,
+              Option(("--force",), "replace a tracking mask that is already there",
+                     flag=True)), progress=False),
     Stage("build", "Build Scene", BLENDER, "build the Blender scene of a tracked footage",
           "addon.build:build_blend", "SHOT/<role>/track.npz",
           "SHOT/<role>/scene.blend, face_shape.pc2", (SHOT, ROLE, VIDEO), progress=False,
@@ -521,10 +533,13 @@ def _scene_steps(layout: ShotLayout, s: ShotSettings) -> list[Step]:
     shot = ["--shot", str(layout.root)]
     plate, source = layout.plate, layout.source
     pick = ["--pick", f"{s.pick[0]},{s.pick[1]}"] if s.pick else []
+    # The track reads the plate's tracking mask when there is one (facegraft track-mask);
+    # a shot without one keeps the key it always had.
+    mask = (plate.track_mask,) if plate.track_mask.is_dir() else ()
     return [
         Step("track plate", "Track Plate", "track", SECTIONS[0],
              ("track", str(s.plate), *shot, "--role", "plate", *_frame_args(s.plate_frames),
-              *pick), (), (plate.track,), reads=(s.plate,)),
+              *pick), (), (plate.track,), reads=(s.plate, *mask)),
         Step("track source", "Track Source", "track", SECTIONS[0],
              ("track", str(s.source), *shot, "--role", "source",
               *_frame_args(s.source_frames)), (), (source.track,), reads=(s.source,)),

@@ -55,7 +55,8 @@ from ..common.shot_layout import ShotLayout
 from ..common.stage_folders import written_folder
 from ..common.stage_table import revision
 from ..common.track_file import TRACK_VERSION, Track, read_track_meta, save_track
-from ..pipeline.video import VideoInfo, probe_video, read_frames
+from ..pipeline.track_mask import mask_files, mask_key, read_mask, without_masked
+from ..pipeline.video import VideoInfo, probe_video, read_frames, sequence_hash
 from .smoothing import OneEuroParams, filter_present
 
 # Filter settings in physical units, so they hold for any frame rate and resolution.
@@ -101,9 +102,11 @@ def segment_start(frame: int, track_start: int) -> int:
 
 
 def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
-                 messages: mp.Queue, chunk: int, parent_pid: int, track_start: int) -> None:
+                 messages: mp.Queue, chunk: int, parent_pid: int, track_start: int,
+                 mask: Path | None) -> None:
     """Worker process: detect faces in frames start..end-1, send the arrays back. Frames
-    of the first segment before ``start`` are decoded and tracked, not kept."""
+    of the first segment before ``start`` are decoded and tracked, not kept. ``mask``: a
+    tracking mask folder, its pixels filled before the landmarker sees them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
         from .landmarker import NUM_BLENDSHAPES, create_landmarker, detect
@@ -114,7 +117,10 @@ def _track_chunk(info: VideoInfo, start: int, end: int, num_faces: int,
         matrices = np.full((n, num_faces, 4, 4), np.nan, np.float32)
         count = np.zeros(n, np.int8)
         decoded, landmarker = 0, None
+        masks = mask_files(mask) if mask is not None else {}
         for index, rgb in read_frames(info, segment_start(start, track_start), end):
+            if index + 1 in masks:  # masks are numbered by scene frame
+                rgb = without_masked(rgb, read_mask(masks[index + 1], info.width, info.height))
             if landmarker is None or segment_start(index, track_start) == index:
                 if landmarker is not None:
                     landmarker.close()
@@ -158,9 +164,11 @@ def _worker_bounds(start: int, end: int, workers: int, track_start: int) -> np.n
 
 
 def detect_faces(info: VideoInfo, start: int, end: int, num_faces: int, workers: int,
-                 progress: Progress, track_start: int | None = None) -> RawDetections:
+                 progress: Progress, track_start: int | None = None,
+                 mask: Path | None = None) -> RawDetections:
     """Run the landmarker over frames start..end-1 in ``workers`` processes (a farm
-    chunk of a track starting at ``track_start``: only its frames)."""
+    chunk of a track starting at ``track_start``: only its frames), ``mask``'s pixels
+    filled."""
     track_start = start if track_start is None else track_start
     total = end - start
     workers = max(1, min(workers, total // MIN_FRAMES_PER_WORKER))
@@ -171,7 +179,7 @@ def detect_faces(info: VideoInfo, start: int, end: int, num_faces: int, workers:
     procs = [
         ctx.Process(target=_track_chunk, daemon=True,
                     args=(info, int(bounds[i]), int(bounds[i + 1]), num_faces, messages, i,
-                          os.getpid(), track_start))
+                          os.getpid(), track_start, mask))
         for i in range(workers)
     ]
     for proc in procs:
@@ -417,13 +425,16 @@ def _check_writable(folder: Path) -> None:
         raise FaceGraftError(f"{folder}: shot folder is not writable ({reason})") from exc
 
 
-def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int) -> str:
+def _inputs_key(video_sha: str, start: int, end: int, pick, num_faces: int,
+                mask_sha: str | None) -> str:
     settings = {
         "video_sha256": video_sha, "start": start, "end": end, "pick": pick,
         "num_faces": num_faces, "bundle": BUNDLE_SHA256, "track_version": TRACK_VERSION,
         "tracker_revision": revision("track"),
         "filters": {k: v.to_dict() for k, v in FILTERS.items()},
     }
+    if mask_sha is not None:  # a track without a mask keeps the key it always had
+        settings["mask"] = mask_sha
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -431,18 +442,20 @@ def track_video(
     video: Path, shot: Path, role: str = "plate", start: int = 0, end: int | None = None,
     pick: tuple[float, float] | None = None, num_faces: int | None = None,
     workers: int | None = None, progress_mode: str = "bar", force: bool = False,
-    chunk: tuple[int, int] | None = None,
+    chunk: tuple[int, int] | None = None, mask: Path | None = None,
 ) -> Path:
     """Track ``video`` (frames start..end-1) into the shot's track of ``role``; return its
     path. ``chunk``: only detect those scene frames (plate frame + 1), as a part the run
     without a chunk joins before it selects, filters and writes the whole track (the
-    zero-phase filter needs every frame).
+    zero-phase filter needs every frame). ``mask``: what the landmarker must not see
+    (pipeline/track_mask.py; default: the shot's ``<role>/track_mask/`` if there is one).
 
     A rerun with the same video, range and settings leaves the existing track alone
     unless ``force``.
     """
     video = Path(video)
-    target = ShotLayout(shot).footage(role).track
+    footage = ShotLayout(shot).footage(role)
+    target, mask = footage.track, mask if mask is not None else _shot_mask(footage.track_mask)
     info = probe_video(video)
     end = info.frame_count if end is None else end
     if not 0 <= start < end:
@@ -456,9 +469,11 @@ def track_video(
     with new_folders(target.parent):
         _check_writable(target.parent)
         clock = time.perf_counter()
-        video_sha = sha256_of(video) if not info.is_sequence else _sequence_hash(video)
+        video_sha = sha256_of(video) if not info.is_sequence else sequence_hash(video)
+        mask_sha = mask_key(mask) if mask is not None else None
         timings = {"hash_s": time.perf_counter() - clock}
-        key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces)
+        key = _inputs_key(video_sha, start, end, list(pick) if pick else None, num_faces,
+                          mask_sha)
         existing = read_track_meta(target) if target.exists() else None
         if not force and ((existing and existing.get("inputs_key") == key) or (
                 chunk is not None and part_is_done(target, chunk, key, _part_is_complete))):
@@ -469,12 +484,12 @@ def track_video(
         try:
             if chunk is not None:
                 raw = detect_faces(info, start + rows[0], start + rows[1], num_faces, workers,
-                                   progress, track_start=start)
+                                   progress, track_start=start, mask=mask)
                 _save_part(raw, target, chunk, rows, key)
                 progress.finish(output=str(part_folder(target, chunk)), frames=raw.decoded)
                 return part_folder(target, chunk)
             track = _whole_track(info, video, target, start, end, pick, num_faces, workers,
-                                 key, video_sha, timings, progress)
+                                 key, video_sha, timings, progress, mask)
             save_track(track, target)
             remove_parts(target)
         except FaceGraftError as exc:
@@ -485,9 +500,13 @@ def track_video(
     return target
 
 
+def _shot_mask(folder: Path) -> Path | None:
+    return folder if folder.is_dir() else None
+
+
 def _whole_track(info: VideoInfo, video: Path, target: Path, start: int, end: int, pick,
                  num_faces: int, workers: int, key: str, video_sha: str, timings: dict,
-                 progress: Progress) -> Track:
+                 progress: Progress, mask: Path | None) -> Track:
     """The detections (joined from farm chunks' parts, or detected now), the followed
     face and its filtered 3D track."""
     clock = time.perf_counter()
@@ -496,7 +515,7 @@ def _whole_track(info: VideoInfo, video: Path, target: Path, start: int, end: in
         raw = _concatenate([_load_part(part) for part, _ in parts],
                            np.array([start] + [start + m["rows"][1] for _, m in parts]))
     else:
-        raw = detect_faces(info, start, end, num_faces, workers, progress)
+        raw = detect_faces(info, start, end, num_faces, workers, progress, mask=mask)
     timings["detect_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     intr = mediapipe_intrinsics(info.width, info.height)
@@ -506,6 +525,7 @@ def _whole_track(info: VideoInfo, video: Path, target: Path, start: int, end: in
     timings["filter_s"] = time.perf_counter() - clock
     track.meta = _track_meta(video, info, start, intr, video_sha, pick, num_faces, key,
                              workers, timings)
+    track.meta["mask"] = str(Path(mask).resolve()) if mask is not None else None
     return track
 
 
@@ -554,13 +574,3 @@ def _track_meta(video: Path, info: VideoInfo, start: int, intr: Intrinsics, vide
         "workers": workers,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-
-
-def _sequence_hash(folder: Path) -> str:
-    """Identity of an image sequence: names, sizes and modification times of its files."""
-    digest = hashlib.sha256()
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file():
-            stat = entry.stat()
-            digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()

@@ -28,7 +28,7 @@ from ..common.samples import sha256_of
 from ..common.shot_layout import ROLES, ShotLayout
 from ..common.stage_table import STAGES_BY_NAME, ShotSettings, Step, shot_plan
 from ..common.track_file import load_track
-from .video import probe_video
+from .video import probe_video, sequence_hash
 
 STATE_FORMAT = "facegraft.pipeline"
 STATE_VERSION = 2
@@ -111,9 +111,15 @@ def _file_key(path: Path) -> str | None:
     return _hashes[version]
 
 
+def _read_key(path: Path) -> str | None:
+    """What a step read: a file's sha256, a folder of images (a sequence, a tracking mask)
+    by its files' names, sizes and times, so an edited frame runs the step again."""
+    return sequence_hash(path) if path.is_dir() else _file_key(path)
+
+
 def step_key(step: Step, keys: dict[str, str]) -> str:
     parts = [step.name, step.argv, STAGES_BY_NAME[step.stage].revision,
-             [keys.get(name) for name in step.after], [_file_key(path) for path in step.reads]]
+             [keys.get(name) for name in step.after], [_read_key(path) for path in step.reads]]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

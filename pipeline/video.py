@@ -5,6 +5,7 @@ Every failure to read becomes a FaceGraftError naming the file and the cause.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,17 @@ class VideoInfo:
 
 def _sequence_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def sequence_hash(folder: Path) -> str:
+    """Identity of a folder of images (an image sequence, a mask): its files' names, sizes
+    and modification times, read without opening them."""
+    digest = hashlib.sha256()
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file():
+            stat = entry.stat()
+            digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def read_image(file: Path) -> np.ndarray:

@@ -281,6 +281,13 @@ def test_after_run_all_every_row_is_done(fresh, fast_run, single_face, franck):
     assert set(statuses.values()) == {"Done"}, statuses
     assert "Every step is done: the final frames are in the shot folder" in texts(drawn)
     assert button(drawn, "Open Log").enabled
+    # Track Around Occluders keeps the occlusion matte as the plate's tracking mask: the
+    # plate's track, and all that follows it, is to be made again.
+    assert bpy.ops.facegraft.track_mask() == {"FINISHED"}, run_state.get(shot, "track-mask")
+    assert ShotLayout(shot).plate.track_mask.is_dir()
+    drawn = draw_everything()
+    assert status_of(drawn, "Track Plate") != "Done"
+    assert "The plate's track leaves out plate/track_mask" in texts(drawn)
 
 
 def test_worker_errors_name_buttons_and_shot_files(tmp_path):

@@ -25,7 +25,7 @@ from facegraft.common.stage_table import (
 
 # Commands that are not a step of a shot.
 UTILITIES = {"samples", "preview", "run", "guides-chunk", "farm-jobs", "worker-install",
-             "worker-check"}
+             "worker-check", "track-mask"}
 
 
 def _plan(tmp_path: Path):
@@ -131,7 +131,9 @@ def test_the_panel_draws_a_row_for_every_step(tmp_path):
     context = type("Context", (), {"scene": scene})()
     for section in SECTIONS:
         panels.draw_section(Layout(), context, section)
-    assert [text for _, text in drawn] == [step.label for step in _plan(tmp_path)]
+    # After the steps, the Output section's own button.
+    assert [text for _, text in drawn] == [step.label for step in _plan(tmp_path)] + [
+        "Track Around Occluders"]
 
 
 def test_the_architecture_page_lists_every_stage():

@@ -17,6 +17,7 @@ import pytest
 from facegraft.common.errors import FaceGraftError
 from facegraft.common.shot_layout import ShotLayout
 from facegraft.common.track_file import load_track, save_track
+from facegraft.ml.evaluate import landmark_nme
 from facegraft.ml.track_quality import (
     blink_shortfall,
     fast_motion_error_px,
@@ -265,3 +266,73 @@ def test_an_exr_sequence_plate_tracks_like_its_movie(face_noface, tmp_path, cli)
     from_exr, from_movie = (load_track(plate_track(tmp_path / name)) for name in ("exr", "movie"))
     assert from_exr.present.all() and from_movie.present.all()
     assert np.abs(from_exr.landmarks - from_movie.landmarks)[..., :2].max() < 1.0  # pixels
+
+
+def _occluded_sequence(face_noface: Path, carphone: Path, tmp_path: Path, cli) -> tuple:
+    """face_noface.mov's first 40 frames as images, and the same with a disc of another
+    face (carphone's man C, scaled up) over man B's mouth on 3 frames in 5; the discs'
+    masks numbered by scene frame; the clean frames' track."""
+    frames = [rgb for _, rgb in read_frames(probe_video(face_noface), 0, 40)]
+    donors = [cv2.resize(rgb, (960, 540)) for _, rgb in read_frames(probe_video(carphone), 0, 40)]
+    folders = {name: tmp_path / name for name in ("clean", "occluded", "mask")}
+    for folder in folders.values():
+        folder.mkdir()
+    for index, rgb in enumerate(frames):
+        cv2.imwrite(str(folders["clean"] / f"frame_{index:04d}.png"), rgb[..., ::-1])
+    assert cli("track", folders["clean"], "--shot", tmp_path / "clean_shot",
+               "--progress", "none").returncode == 0
+    clean = load_track(plate_track(tmp_path / "clean_shot"))
+    for index, rgb in enumerate(frames):
+        disc = np.zeros(rgb.shape[:2], np.uint8)
+        if index % 5 in (1, 2, 4):
+            mouth, eyes = clean.landmarks[index, 13, :2], clean.landmarks[index, [33, 263], :2]
+            radius = 0.55 * np.linalg.norm(eyes[1] - eyes[0])
+            cv2.circle(disc, tuple(int(v) for v in mouth + (radius * 0.3, 0)), int(radius),
+                       255, -1)
+            cv2.imwrite(str(folders["mask"] / f"occlusion_{index + 1:06d}.png"), disc)
+        rgb = np.where(disc[..., None] > 0, donors[index], rgb)
+        cv2.imwrite(str(folders["occluded"] / f"frame_{index:04d}.png"), rgb[..., ::-1])
+    return folders, clean
+
+
+def test_a_mask_keeps_the_track_off_an_occluder(face_noface, carphone, tmp_path, cli):
+    """The occluder bends MediaPipe's mesh; with the occluder as the tracking mask, the
+    same frames track as the clean ones do (pipeline/track_mask.py)."""
+    folders, clean = _occluded_sequence(face_noface, carphone, tmp_path, cli)
+    errors = {}
+    for name, mask in (("occluded", ()), ("masked", ("--mask", folders["mask"]))):
+        result = cli("track", folders["occluded"], "--shot", tmp_path / name, *mask,
+                     "--progress", "none")
+        assert result.returncode == 0, result.stderr
+        track = load_track(plate_track(tmp_path / name))
+        errors[name] = float(np.mean(landmark_nme(track.landmarks, clean.landmarks)))
+    print(errors)
+    assert errors["masked"] < 0.6 * errors["occluded"], errors
+    masked = load_track(plate_track(tmp_path / "masked"))
+    assert masked.meta["mask"] == str(folders["mask"].resolve())
+    # The mask is part of what the track is up to date with: an edited frame tracks again.
+    again = cli("track", folders["occluded"], "--shot", tmp_path / "masked", "--mask",
+                folders["mask"], "--progress", "json")
+    assert json.loads(again.stdout.splitlines()[-1]).get("skipped"), again.stdout
+    edited = next(folders["mask"].iterdir())
+    cv2.imwrite(str(edited), np.zeros((540, 960), np.uint8))
+    again = cli("track", folders["occluded"], "--shot", tmp_path / "masked", "--mask",
+                folders["mask"], "--progress", "json")
+    assert not json.loads(again.stdout.splitlines()[-1]).get("skipped"), again.stdout
+
+
+def test_a_bad_mask_fails_cleanly(face_noface, tmp_path, cli):
+    shot = tmp_path / "shot"
+    wrong_size = tmp_path / "small"
+    wrong_size.mkdir()
+    cv2.imwrite(str(wrong_size / "occlusion_000003.png"), np.zeros((100, 200), np.uint8))
+    unnumbered = tmp_path / "unnumbered"
+    unnumbered.mkdir()
+    cv2.imwrite(str(unnumbered / "hand.png"), np.zeros((540, 960), np.uint8))
+    cases = {"missing": (tmp_path / "missing", "no such mask folder"),
+             "unnumbered": (unnumbered, "no numbered mask images"),
+             "occlusion_000003.png": (wrong_size, "a 200x100 mask for 960x540 footage")}
+    for name, (mask, cause) in cases.items():
+        result = cli("track", face_noface, "--shot", shot, "--end", 10, "--mask", mask)
+        _assert_clean_failure(result, name, shot)
+        assert cause in result.stderr, result.stderr
