@@ -356,7 +356,7 @@ STAGES: tuple[Stage, ...] = (
               SHOT, PROFILE,
               Option(("--self-reenactment",), "the source is the plate's person: score "
                      "SSIM and PSNR against the plate", flag=True)),
-          progress=False),
+          progress=False, revision=2),
     Stage("deliver", "Deliver", WORKER, "final.mp4, contact sheet and metrics of the shot",
           "pipeline.deliver:deliver_shot", "SHOT/final/, SHOT/eval.json, the merge",
           "SHOT/final.mp4, contact_sheet.png, metrics.json", (SHOT, PROFILE),

@@ -15,7 +15,9 @@ without the compositor's grain and grade):
   landmarks, mean distance over the 468 mesh landmarks / inter-ocular distance: does the
   output keep the plate's expression and pose?
 - ``jitter_ratio``: frame-to-frame jitter of those landmarks (in plate pixels) over the
-  jitter of the plate's own raw landmarks: 1 = the swap shakes as much as the footage.
+  jitter of the plate's own landmarks found the same way on the plate's crops (not the
+  track's: a track made around a tracking mask no longer sees what shakes the plate's):
+  1 = the swap shakes as much as the footage.
 - ``sharpness_ratio``: high-frequency energy (mean squared Laplacian) of the face over the
   plate's, at plate resolution, where the matte is full: 1 = as sharp;
   ``sharpness_ratio_merged`` the same without the compositor's grain (the detail the
@@ -237,15 +239,25 @@ def expression_metrics(layout: ShotLayout, frames: dict) -> dict:
     truth = apply(crops, track.landmarks[rows, :, :2])
     ok = ~np.isnan(found[:, 0, 0])
     error = landmark_nme(found, truth)
-    in_plate = np.full((track.frame_count, 478, 2), np.nan)
-    in_plate[rows[ok]] = apply(invert(crops[ok]), found[ok])
     span = slice(rows[0], rows[-1] + 1)
+    jitter = [jitter_px(_in_plate(landmarks, rows, crops, track.frame_count)[span])
+              for landmarks in (found, _detect_landmarks(frames["plate"]))]
     frames["per_frame"]["landmark_nme"] = _listed(np.where(ok, error, np.nan))
     return {**eye_metrics(found, truth, ok, frames["per_frame"]),
             **mouth_metrics(found, truth, ok, frames["per_frame"]),
             "landmark_nme": float(np.mean(error[ok])) if ok.any() else None,
             "landmark_detected_fraction": float(ok.mean()),
-            "jitter_ratio": float(jitter_px(in_plate[span]) / jitter_px(track.landmarks_raw[span]))}
+            "jitter_ratio": float(jitter[0] / jitter[1])}
+
+
+def _in_plate(found: np.ndarray, rows: np.ndarray, crops: np.ndarray, count: int
+              ) -> np.ndarray:
+    """Landmarks found on the crops of ``rows``, in plate pixels, NaN on the other frames
+    of the track's ``count`` and where none were found."""
+    ok = ~np.isnan(found[:, 0, 0])
+    out = np.full((count, found.shape[1], 2), np.nan)
+    out[rows[ok]] = apply(invert(crops[ok]), found[ok])
+    return out
 
 
 def masked_similarity(a: np.ndarray, b: np.ndarray, mask: np.ndarray
