@@ -381,28 +381,42 @@ class FACEGRAFT_OT_run_step(WorkerOperator, bpy.types.Operator):
                 area.spaces.active.image = image
 
 
-class FACEGRAFT_OT_run_all(WorkerOperator, bpy.types.Operator):
-    """Run every step from the plate and source footage to the final shot (in the worker;
-    ESC stops, the next Run All continues where it stopped)"""
+class ShotCommand(WorkerOperator):
+    """A worker command on the whole shot rather than one of its steps: refused while any
+    step runs (it reads the shot's settings and writes what steps read)."""
 
-    bl_idname = "facegraft.run_all"
-    bl_label = "Run All"
+    shot_command = ""  # the stage, and the name its run is remembered by
 
     @classmethod
     def poll(cls, context):
         return _shot_ready(cls, context) and _nothing_running(cls, context)
 
+    def argv(self, folder: Path, settings: ShotSettings) -> list[str]:
+        raise NotImplementedError
+
     def execute(self, context):
         folder = None
         try:
             folder, settings = shot_of(context)
-            argv = run_command(folder, settings)
-            return self.start_worker(context, folder, "run", argv)
+            argv = self.argv(folder, settings)
+            return self.start_worker(context, folder, self.shot_command, argv)
         except FaceGraftError as exc:
             message = for_artist(str(exc), folder, _plan_or_empty(context))
-            run_state.fail(folder, "run", message)
+            run_state.fail(folder, self.shot_command, message)
             self.report({"ERROR"}, message)
             return {"CANCELLED"}
+
+
+class FACEGRAFT_OT_run_all(ShotCommand, bpy.types.Operator):
+    """Run every step from the plate and source footage to the final shot (in the worker;
+    ESC stops, the next Run All continues where it stopped)"""
+
+    bl_idname = "facegraft.run_all"
+    bl_label = "Run All"
+    shot_command = "run"
+
+    def argv(self, folder: Path, settings: ShotSettings) -> list[str]:
+        return run_command(folder, settings)
 
     def on_success(self, context) -> None:
         """The result in the open scene, as the step-by-step route leaves it (the shot's
@@ -447,29 +461,17 @@ def load_final_frames(context, layout: ShotLayout) -> bpy.types.Image:
     return image
 
 
-class FACEGRAFT_OT_track_mask(WorkerOperator, bpy.types.Operator):
+class FACEGRAFT_OT_track_mask(ShotCommand, bpy.types.Operator):
     """Keep the shot's occlusion matte (your corrections included) as what the plate's
     track must not see, so the face mesh no longer bends towards the occluders; Run All
     then tracks the plate again and redoes what follows (training too)"""
 
     bl_idname = "facegraft.track_mask"
     bl_label = "Track Around Occluders"
+    shot_command = "track-mask"
 
-    @classmethod
-    def poll(cls, context):
-        return _shot_ready(cls, context) and _nothing_running(cls, context)
-
-    def execute(self, context):
-        folder = None
-        try:
-            folder, settings = shot_of(context)
-            return self.start_worker(context, folder, "track-mask", [
-                "track-mask", "--shot", str(folder), "--profile", settings.profile])
-        except FaceGraftError as exc:
-            message = for_artist(str(exc), folder, _plan_or_empty(context))
-            run_state.fail(folder, "track-mask", message)
-            self.report({"ERROR"}, message)
-            return {"CANCELLED"}
+    def argv(self, folder: Path, settings: ShotSettings) -> list[str]:
+        return ["track-mask", "--shot", str(folder), "--profile", settings.profile]
 
 
 class FACEGRAFT_OT_stop(bpy.types.Operator):
