@@ -79,7 +79,8 @@ def files_status(step: Step) -> str:
             return NOT_RUN
         if Path(meta.get("video", "")) != footage.resolve():
             return STALE
-        # Made with the tracking mask there is now (a folder the step reads), and after it?
+        # Made with the tracking mask there is now, and after it? (A track step reads its
+        # footage, then its tracking mask when there is one: stage_table._track_reads.)
         mask = step.reads[1] if len(step.reads) > 1 else None
         if meta.get("mask") != (str(mask.resolve()) if mask else None) or (
                 mask and (_mtime(mask) or 0) > min(made)):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from .merge_file import COLOR_MODES, MOUTH_MODES, OUTLINE_MODES, SHADING_MODES
 from .profiles import GUIDE_NAMES, PROFILE_NAMES, PROFILES
-from .shot_layout import ROLES, SOURCE_IDENTITY_KEY, ShotLayout
+from .shot_layout import ROLES, SOURCE_IDENTITY_KEY, FootageFolder, ShotLayout
 
 WORKER, BLENDER = "worker", "blender"  # where a stage runs
 PROGRESS_MODES = ("bar", "json", "none")
@@ -527,22 +527,27 @@ def _frame_args(frames: str | None) -> list[str]:
     return ["--start", first or "0"] + (["--end", end] if end else [])
 
 
+def _track_reads(footage: Path, folder: FootageFolder) -> tuple[Path, ...]:
+    """What a track step reads: the footage, and the footage's tracking mask when there is
+    one (the track stage reads ``<role>/track_mask/`` by itself; a shot without one keeps
+    the key it always had)."""
+    return (footage, folder.track_mask) if folder.track_mask.is_dir() else (footage,)
+
+
 def _scene_steps(layout: ShotLayout, s: ShotSettings) -> list[Step]:
     """Tracking both footages and building their scenes, the plate's with the source's
     face shape transferred."""
     shot = ["--shot", str(layout.root)]
     plate, source = layout.plate, layout.source
     pick = ["--pick", f"{s.pick[0]},{s.pick[1]}"] if s.pick else []
-    # The track reads the plate's tracking mask when there is one (facegraft track-mask);
-    # a shot without one keeps the key it always had.
-    mask = (plate.track_mask,) if plate.track_mask.is_dir() else ()
     return [
         Step("track plate", "Track Plate", "track", SECTIONS[0],
              ("track", str(s.plate), *shot, "--role", "plate", *_frame_args(s.plate_frames),
-              *pick), (), (plate.track,), reads=(s.plate, *mask)),
+              *pick), (), (plate.track,), reads=_track_reads(s.plate, plate)),
         Step("track source", "Track Source", "track", SECTIONS[0],
              ("track", str(s.source), *shot, "--role", "source",
-              *_frame_args(s.source_frames)), (), (source.track,), reads=(s.source,)),
+              *_frame_args(s.source_frames)), (), (source.track,),
+             reads=_track_reads(s.source, source)),
         Step("build plate", "Build Scene", "build", SECTIONS[0],
              ("build", *shot, "--role", "plate"), (plate.track,),
              (plate.scene, plate.point_cache)),
